@@ -1,0 +1,114 @@
+"""Gemma 4 MTP drafter ("assistant"), one stateless draft step (gemma4_spec.md §4).
+
+    u      = concat(E_target[token] * sqrt(H_target), carry)     (built by the caller)
+    x      = pre_projection(u)
+    x      = 4 Q-only decoder layers attending to the *target's* store-layer K/V
+    hn     = rms(x); carry' = post_projection(hn)
+    logits = centroid head(hn)  (or the dense tied head)
+
+The drafter has no cache of its own: every layer reads a window of the target's last sliding or last
+full producer buffer, given as inclusive slot ranges [lo, hi], so the caller decides which slots a
+step may see (the transformers-exact "stale" view or a clean one, see `edge_mtp.runtime.views`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edge_mtp.model.config import FULL, SLIDING, DrafterConfig
+from edge_mtp.model.layers import DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask
+from edge_mtp.model.target import Embedding
+
+
+class _Backbone(nn.Module):
+    """The `model.*` sub-tree of the checkpoint: tied embedding (used only as the output head), layers, norm."""
+
+    def __init__(self, cfg: DrafterConfig):
+        super().__init__()
+        t = cfg.text
+        self.embed_tokens = Embedding(t.vocab_size, t.hidden_size)
+        self.layers = nn.ModuleList(
+            DecoderLayer(t.hidden_size, t.num_heads, t.head_dims[i], t.kv_heads[i], t.intermediate_sizes[i],
+                         t.rms_eps, produces_kv=False, ple_dim=0)
+            for i in range(t.num_layers)
+        )
+        self.norm = RMSNorm(t.hidden_size, t.rms_eps)
+
+
+class CentroidHead(nn.Module):
+    """Clustered LM head ("Efficient Embedder"): score 2048 centroids, keep the top-k clusters' tokens.
+
+    Only the top_k * (V / C) candidate tokens get real logits; every other token gets min(candidates) - 1,
+    so it can never be the argmax but keeps a finite probability (as transformers does).
+    """
+
+    def __init__(self, cfg: DrafterConfig):
+        super().__init__()
+        self.top_k = cfg.centroid_top_k
+        self.num_centroids = cfg.num_centroids
+        self.centroids = nn.Linear(cfg.text.hidden_size, cfg.num_centroids, bias=False)
+        self.register_buffer("token_ordering", torch.empty(cfg.text.vocab_size, dtype=torch.long))
+
+    def forward(self, hn: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """hn: [B, 1, h]; table: the tied [V, h] embedding. Returns full-vocab logits [B, 1, V]."""
+        b, vocab = hn.shape[0], table.shape[0]
+        top = torch.topk(self.centroids(hn), self.top_k, dim=-1).indices  # [B, 1, k]
+        clusters = self.token_ordering.view(self.num_centroids, vocab // self.num_centroids)
+        ids = clusters[top].reshape(b, 1, -1)  # [B, 1, k * V/C] canonical token ids
+        scores = torch.matmul(table[ids], hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
+        fill = scores.amin(dim=-1, keepdim=True) - 1.0
+        return fill.expand(b, 1, vocab).scatter(-1, ids, scores)
+
+
+class Gemma4Drafter(nn.Module):
+    def __init__(self, cfg: DrafterConfig, dense_head: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        t = cfg.text
+        self.model = _Backbone(cfg)
+        self.pre_projection = nn.Linear(2 * cfg.backbone_hidden_size, t.hidden_size, bias=False)
+        self.post_projection = nn.Linear(t.hidden_size, cfg.backbone_hidden_size, bias=False)
+        if cfg.use_ordered_embeddings:
+            self.masked_embedding = CentroidHead(cfg)
+        self.dense_head = dense_head or not cfg.use_ordered_embeddings
+        self.rotary = nn.ModuleDict({k: RotaryEmbedding(t.rope[k], t.head_dim_of(k)) for k in set(t.layer_types)})
+
+    @staticmethod
+    def window_mask(ranges: torch.Tensor, context: int, dtype: torch.dtype) -> torch.Tensor:
+        """Additive [B, 1, S] mask that admits slots lo..hi (inclusive) of each row's range [B, 2]."""
+        slots = torch.arange(context, dtype=ranges.dtype)[None, :]
+        valid = (slots >= ranges[:, :1]) & (slots <= ranges[:, 1:])
+        return additive_mask(valid, dtype)[:, None, :]
+
+    def hidden(self, activations: torch.Tensor, position: torch.Tensor,
+               k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
+               sliding_range: torch.Tensor, full_range: torch.Tensor) -> torch.Tensor:
+        """The normed last hidden state hn [B, 1, h] of one draft step (see `forward` for the inputs)."""
+        x = self.pre_projection(activations)
+        kv = {SLIDING: (k_sliding, v_sliding), FULL: (k_full, v_full)}
+        masks = {
+            SLIDING: self.window_mask(sliding_range, k_sliding.shape[2], x.dtype),
+            FULL: self.window_mask(full_range, k_full.shape[2], x.dtype),
+        }
+        rope = {t: self.rotary[t](position[:, None], x.dtype) for t in self.rotary}
+        for i, layer in enumerate(self.model.layers):
+            t = self.cfg.text.layer_types[i]
+            x, _, _ = layer(x, *rope[t], *kv[t], masks[t])
+        return self.model.norm(x)
+
+    def logits(self, hn: torch.Tensor) -> torch.Tensor:
+        table = self.model.embed_tokens.weight
+        return torch.matmul(hn, table.t()) if self.dense_head else self.masked_embedding(hn, table)
+
+    def forward(self, activations: torch.Tensor, position: torch.Tensor,
+                k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
+                sliding_range: torch.Tensor, full_range: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One draft step for B independent queries.
+
+        activations [B, 1, 2H_target] (embedding first, carry second); position [B] (the query position,
+        constant within a round); K/V buffers [1 or B, Hkv, S, D] of the target's store layers;
+        ranges [B, 2] inclusive visible slots. Returns (logits [B, 1, V], carry [B, 1, H_target]).
+        """
+        hn = self.hidden(activations, position, k_sliding, v_sliding, k_full, v_full, sliding_range, full_range)
+        return self.logits(hn), self.post_projection(hn)

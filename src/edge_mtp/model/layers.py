@@ -1,0 +1,190 @@
+"""Small building blocks of the Gemma 4 decoder, written for export (static shapes, 4-D matmuls only).
+
+Module and parameter names mirror transformers' `Gemma4Text*` classes so that a checkpoint's state dict
+maps onto these modules key for key (gemma4_spec.md §3, §7). Nothing here knows about quantization,
+backends or caches beyond "a K/V buffer tensor and the slots to write".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edge_mtp.model.config import RopeSpec
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Gemma 4 RMSNorm: computed in fp32, multiplies by `weight` as-is (not `1 + weight` as in Gemma 1-3)."""
+    xf = x.float()
+    out = xf * torch.pow(xf.pow(2).mean(-1, keepdim=True) + eps, -0.5)
+    if weight is not None:
+        out = out * weight.float()
+    return out.type_as(x)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, with_scale: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if with_scale else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+
+def scale_constant(value: float, dtype: torch.dtype) -> torch.Tensor:
+    """A multiplier rounded to the weight dtype first, as transformers does (bf16: sqrt(1536) -> 39.25)."""
+    return torch.tensor(value, dtype=torch.float32).to(dtype)
+
+
+def rope_inv_freq(spec: RopeSpec, head_dim: int) -> torch.Tensor:
+    """Inverse frequencies; `proportional` (p-RoPE) rotates only the first share of pairs, the rest get 0.
+
+    The exponent is divided by the full head dim in both cases (transformers `modeling_rope_utils`).
+    """
+    pairs = head_dim // 2
+    rotated = int(spec.partial_rotary_factor * head_dim // 2) if spec.rope_type == "proportional" else pairs
+    exponents = torch.arange(0, 2 * rotated, 2, dtype=torch.int64, device="cpu").float() / head_dim
+    inv = 1.0 / (spec.theta**exponents)
+    inv = torch.cat([inv, torch.zeros(pairs - rotated, device="cpu")])
+    return inv / spec.factor
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for absolute positions (NeoX `rotate_half` convention)."""
+
+    def __init__(self, spec: RopeSpec, head_dim: int):
+        super().__init__()
+        self.register_buffer("inv_freq", rope_inv_freq(spec, head_dim), persistent=False)
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions.float()[..., None] * self.inv_freq
+        emb = torch.cat([freqs, freqs], dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, T, heads, D]; cos/sin: [B, T, D] (broadcast over heads)."""
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class MLP(nn.Module):
+    """GeGLU with the tanh GELU."""
+
+    def __init__(self, hidden: int, intermediate: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Grouped-query attention with scale 1.0 (Gemma 4 normalises q and k instead of scaling).
+
+    q: [B, T, Hq, D]; k, v: [B, Hkv, S, D]; mask: additive [B, T, S]. The query heads that share a KV
+    head are folded into the row axis so every product is a plain 4-D matmul (toolchain.md §5c: the
+    5-D grouped form hits a slow BATCH_MATMUL path in LiteRT). Returns [B, T, Hq * D].
+    """
+    b, t, hq, d = q.shape
+    hkv = k.shape[1]
+    group = hq // hkv
+    q = q.reshape(b, t, hkv, group, d).permute(0, 2, 3, 1, 4).reshape(b, hkv, group * t, d)
+    scores = torch.matmul(q, k.transpose(-1, -2))
+    scores = scores + mask.unsqueeze(1).repeat(1, 1, group, 1)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    out = torch.matmul(probs, v)
+    return out.reshape(b, hkv, group, t, d).permute(0, 3, 1, 2, 4).reshape(b, t, hq * d)
+
+
+def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where attention is allowed, the dtype's minimum elsewhere (finite, so no NaN on export)."""
+    zero = torch.zeros((), dtype=dtype)
+    return torch.where(valid, zero, torch.full((), torch.finfo(dtype).min, dtype=dtype))
+
+
+def write_slots(buffer: torch.Tensor, new: torch.Tensor, slots: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """Write `new` [B, H, T, D] into `buffer` [B, H, S, D] at sequence slots `slots` [T].
+
+    `index_copy` lowers to a scatter in both TFLite and ONNX; eager runs use the in-place form so the
+    cache is not copied on every step.
+    """
+    if inplace:
+        return buffer.index_copy_(2, slots, new)
+    return buffer.index_copy(2, slots, new)
+
+
+class Attention(nn.Module):
+    """Gemma 4 attention. A KV-producing layer writes its new K/V into its buffer at `positions`;
+    a KV-shared layer (and every drafter layer) only has a query projection and reads a buffer."""
+
+    def __init__(self, hidden: int, num_heads: int, head_dim: int, num_kv_heads: int, eps: float, produces_kv: bool):
+        super().__init__()
+        self.head_dim = head_dim
+        self.eps = eps
+        self.q_proj = nn.Linear(hidden, num_heads * head_dim, bias=False)
+        self.q_norm = RMSNorm(head_dim, eps)
+        self.o_proj = nn.Linear(num_heads * head_dim, hidden, bias=False)
+        self.produces_kv = produces_kv
+        if produces_kv:
+            self.k_proj = nn.Linear(hidden, num_kv_heads * head_dim, bias=False)
+            self.v_proj = nn.Linear(hidden, num_kv_heads * head_dim, bias=False)
+            self.k_norm = RMSNorm(head_dim, eps)
+
+    def new_kv(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K (normed, rotated) and V (normed without weight) of the new tokens, as [B, Hkv, T, D]."""
+        b, t, _ = h.shape
+        k = self.k_norm(self.k_proj(h).view(b, t, -1, self.head_dim))
+        k = apply_rope(k, cos, sin).transpose(1, 2)
+        v = rms_norm(self.v_proj(h).view(b, t, -1, self.head_dim), None, self.eps).transpose(1, 2)
+        return k, v
+
+    def forward(self, h, cos, sin, k, v, mask, slots=None, inplace=False):
+        """Attend to buffers `k`, `v` ([B, Hkv, S, D]); a producer first writes its new K/V at `slots`.
+
+        Returns (output, k, v) with the (possibly updated) buffers.
+        """
+        b, t, _ = h.shape
+        if self.produces_kv:
+            k_new, v_new = self.new_kv(h, cos, sin)
+            k, v = write_slots(k, k_new, slots, inplace), write_slots(v, v_new, slots, inplace)
+        q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim))
+        q = apply_rope(q, cos, sin)
+        return self.o_proj(attend(q, k, v, mask)), k, v
+
+
+class DecoderLayer(nn.Module):
+    """Pre/post-normed attention and MLP blocks, the optional per-layer-embedding (PLE) gate, `layer_scalar`."""
+
+    def __init__(self, hidden: int, num_heads: int, head_dim: int, num_kv_heads: int, intermediate: int,
+                 eps: float, produces_kv: bool, ple_dim: int):
+        super().__init__()
+        self.self_attn = Attention(hidden, num_heads, head_dim, num_kv_heads, eps, produces_kv)
+        self.mlp = MLP(hidden, intermediate)
+        self.input_layernorm = RMSNorm(hidden, eps)
+        self.post_attention_layernorm = RMSNorm(hidden, eps)
+        self.pre_feedforward_layernorm = RMSNorm(hidden, eps)
+        self.post_feedforward_layernorm = RMSNorm(hidden, eps)
+        self.register_buffer("layer_scalar", torch.ones(1))
+        self.ple_dim = ple_dim
+        if ple_dim:
+            self.per_layer_input_gate = nn.Linear(hidden, ple_dim, bias=False)
+            self.per_layer_projection = nn.Linear(ple_dim, hidden, bias=False)
+            self.post_per_layer_input_norm = RMSNorm(hidden, eps)
+
+    def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, slots=None, inplace=False):
+        """Returns (x, k, v); see `Attention.forward` for the buffers."""
+        a, k, v = self.self_attn(self.input_layernorm(x), cos, sin, k, v, mask, slots, inplace)
+        x = x + self.post_attention_layernorm(a)
+        m = self.mlp(self.pre_feedforward_layernorm(x))
+        x = x + self.post_feedforward_layernorm(m)
+        if self.ple_dim:
+            g = F.gelu(self.per_layer_input_gate(x), approximate="tanh") * per_layer_input
+            x = x + self.post_per_layer_input_norm(self.per_layer_projection(g))
+        return x * self.layer_scalar, k, v

@@ -1,0 +1,119 @@
+"""Gemma 4 E2B/E4B text decoder (the speculative *target*), export-friendly.
+
+Three pieces, so that an exporter can put each in its own graph (LiteRT-LM's split layout keeps the
+huge per-layer-embedding table out of the decoder graph):
+
+* `embed(tokens)`            token id -> E[id] * sqrt(H)
+* `embed_per_layer(tokens)`  token id -> PLE rows E_ple[id] * sqrt(P), as [B, T, L, P]
+* `forward(embeds, per_layer_tokens, positions, *kv)` -> logits (soft-capped), final normed hidden, kv
+
+The K/V cache is explicit: one K and one V buffer [1, Hkv, S, D] per KV-producing layer (KV-shared
+layers attend to their type's "store" layer's buffer). Slot = absolute position, and slots are never
+cleared: rolling back is just calling the next forward at a smaller position, because the causal mask
+(`slot <= position`) hides everything written beyond it. Math: gemma4_spec.md §3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edge_mtp.model.config import FULL, SLIDING, TextConfig
+from edge_mtp.model.layers import DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask, scale_constant
+
+
+class Embedding(nn.Module):
+    """A bare embedding table (`.weight`), looked up and scaled by the owner."""
+
+    def __init__(self, num: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num, dim))
+
+
+class Gemma4Target(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inplace_kv = False  # eager runtimes flip this; exported graphs return new buffers
+        h, p = cfg.hidden_size, cfg.ple_dim
+        self.embed_tokens = Embedding(cfg.vocab_size, h)
+        if p:
+            self.embed_tokens_per_layer = Embedding(cfg.ple_vocab_size, cfg.num_layers * p)
+            self.per_layer_model_projection = nn.Linear(h, cfg.num_layers * p, bias=False)
+            self.per_layer_projection_norm = RMSNorm(p, cfg.rms_eps)
+        self.layers = nn.ModuleList(
+            DecoderLayer(h, cfg.num_heads, cfg.head_dims[i], cfg.kv_heads[i], cfg.intermediate_sizes[i],
+                         cfg.rms_eps, produces_kv=i < cfg.first_shared_layer, ple_dim=p)
+            for i in range(cfg.num_layers)
+        )
+        self.norm = RMSNorm(h, cfg.rms_eps)
+        self.rotary = nn.ModuleDict({t: RotaryEmbedding(cfg.rope[t], cfg.head_dim_of(t)) for t in set(cfg.layer_types)})
+
+    # ---- cache layout -------------------------------------------------------------------------
+    def kv_shapes(self, context: int) -> list[tuple[int, ...]]:
+        """Shapes of the flat cache list [k_0, v_0, k_1, v_1, ...] over the KV-producing layers."""
+        shapes = []
+        for i in self.cfg.producer_layers:
+            shape = (1, self.cfg.kv_heads[i], context, self.cfg.head_dims[i])
+            shapes += [shape, shape]
+        return shapes
+
+    def new_cache(self, context: int) -> list[torch.Tensor]:
+        dtype = self.embed_tokens.weight.dtype
+        return [torch.zeros(s, dtype=dtype) for s in self.kv_shapes(context)]
+
+    # ---- embeddings ----------------------------------------------------------------------------
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        w = self.embed_tokens.weight
+        return w[tokens] * scale_constant(math.sqrt(self.cfg.hidden_size), w.dtype)
+
+    def embed_per_layer(self, tokens: torch.Tensor) -> torch.Tensor:
+        w = self.embed_tokens_per_layer.weight
+        rows = w[tokens] * scale_constant(math.sqrt(self.cfg.ple_dim), w.dtype)
+        return rows.reshape(*tokens.shape, self.cfg.num_layers, self.cfg.ple_dim)
+
+    def _per_layer_inputs(self, x: torch.Tensor, per_layer_tokens: torch.Tensor) -> torch.Tensor:
+        """PLE = (rms(W_plp x / sqrt(H)) + token rows) / sqrt(2), one P-vector per layer."""
+        ctx = self.per_layer_model_projection(x) * self.cfg.hidden_size**-0.5
+        ctx = self.per_layer_projection_norm(ctx.reshape(*x.shape[:-1], self.cfg.num_layers, self.cfg.ple_dim))
+        return (ctx + per_layer_tokens) * 2.0**-0.5
+
+    # ---- decoder -------------------------------------------------------------------------------
+    def masks(self, positions: torch.Tensor, context: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Additive [1, T, S] masks: full = causal; sliding = causal and within the last W positions."""
+        slots = torch.arange(context, dtype=positions.dtype)[None, :]
+        pos = positions[:, None]
+        causal = slots <= pos
+        sliding = causal & (slots > pos - self.cfg.sliding_window)
+        return {FULL: additive_mask(causal, dtype)[None], SLIDING: additive_mask(sliding, dtype)[None]}
+
+    def forward(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
+                *kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run T tokens at absolute `positions` [T]; returns (logits [1,T,V], hidden [1,T,H], *kv)."""
+        cfg, x = self.cfg, embeds
+        kv = list(kv)
+        masks = self.masks(positions, kv[0].shape[2], x.dtype)
+        rope = {t: self.rotary[t](positions[None], x.dtype) for t in self.rotary}
+        ple = self._per_layer_inputs(x, per_layer_tokens) if cfg.ple_dim else None
+        for i, layer in enumerate(self.layers):
+            t, src = cfg.layer_types[i], cfg.kv_source(i)
+            cos, sin = rope[t]
+            x, kv[2 * src], kv[2 * src + 1] = layer(
+                x, cos, sin, kv[2 * src], kv[2 * src + 1], masks[t],
+                per_layer_input=ple[:, :, i] if ple is not None else None,
+                slots=positions, inplace=self.inplace_kv,
+            )
+        hidden = self.norm(x)
+        logits = torch.matmul(hidden, self.embed_tokens.weight.t())
+        if cfg.final_logit_softcap is not None:
+            cap = cfg.final_logit_softcap
+            logits = torch.tanh(logits / cap) * cap
+        return (logits, hidden, *kv)
+
+    def run(self, tokens: torch.Tensor, positions: torch.Tensor, kv: list[torch.Tensor]):
+        """Convenience for eager use: token ids [1, T] in, (logits, hidden, kv list) out."""
+        ple = self.embed_per_layer(tokens) if self.cfg.ple_dim else None
+        logits, hidden, *kv = self.forward(self.embed(tokens), ple, positions, *kv)
+        return logits, hidden, kv

@@ -1,0 +1,39 @@
+"""Which target K/V slots the drafter sees in a round (gemma4_spec.md §5.3).
+
+transformers hands the drafter the K/V tensors the *previous* target forward attended to, sliced to the
+current sequence length. After a partial rejection those still hold rejected drafts' K/V ("stale"
+slots). The `hf` view reproduces that exactly (needed for draft-for-draft parity); the `clean` view
+shows only accepted tokens. Both leave the final greedy tokens unchanged.
+
+Slots are absolute positions; ranges are inclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KV_VIEWS = ("hf", "clean")
+
+
+@dataclass(frozen=True)
+class DrafterViews:
+    sliding: tuple[int, int]
+    full: tuple[int, int]
+
+
+def drafter_views(prev_first: int, prev_last: int, length: int, window: int, mode: str = "hf") -> DrafterViews:
+    """Views for a round that starts with `length` known tokens.
+
+    `prev_first..prev_last` are the positions the previous target forward processed (prefill: 0..P-1,
+    verify: q..q+K). The drafter's sliding layers see W+1 entries (its window counts |q - kv| <= W and
+    excludes its own position), the full layer everything up to its range end.
+    """
+    if mode == "clean":
+        last = length - 2  # the newest token (position length-1) has not been through the target yet
+        return DrafterViews(sliding=(max(0, last - window), last), full=(0, last))
+    if mode != "hf":
+        raise ValueError(f"unknown drafter KV view {mode!r}; expected one of {KV_VIEWS}")
+    full = (0, min(prev_last, length - 1))
+    start = max(0, prev_first - (window - 1))  # transformers keeps W-1 past entries + the new ones
+    end = min(prev_last, start + length - 1)
+    return DrafterViews(sliding=(max(start, end - window), end), full=full)

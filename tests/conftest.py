@@ -1,0 +1,68 @@
+"""Session-wide test checkpoints: each tiny pair is built (and its drafter distilled) once per run.
+
+Pairs are made with transformers' own classes + `save_pretrained`, i.e. in the real HF layout, by the
+same `make_checkpoint` users run. The transformers models loaded from the same folders are the oracle.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # hf_oracle
+
+PRESETS = ("tiny-e2b", "tiny-e4b")
+DISTILL_STEPS = 300
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    # Tiny models: thread start-up costs more than the math, and results must not depend on threading.
+    torch.set_num_threads(1)
+
+
+class Pairs:
+    """Lazily built (target_dir, drafter_dir) per preset, and the transformers models of each."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._dirs: dict[str, tuple[Path, Path]] = {}
+        self._hf: dict[str, tuple] = {}
+
+    def dirs(self, preset: str) -> tuple[Path, Path]:
+        if preset not in self._dirs:
+            from edge_mtp.checkpoints.make import make_checkpoint
+
+            self._dirs[preset] = make_checkpoint(preset, self.root / preset, seed=0, distill_steps=DISTILL_STEPS)
+        return self._dirs[preset]
+
+    def hf(self, preset: str):
+        if preset not in self._hf:
+            from transformers import AutoModelForCausalLM, Gemma4AssistantForCausalLM
+
+            target_dir, drafter_dir = self.dirs(preset)
+            # Eager attention is transformers' reference math (our modules agree with it bit for bit);
+            # its SDPA path adds ~1e-4 of kernel noise over 10 layers of these sharp random models.
+            kw = dict(dtype=torch.float32, attn_implementation="eager")
+            target = AutoModelForCausalLM.from_pretrained(target_dir, **kw).eval()
+            drafter = Gemma4AssistantForCausalLM.from_pretrained(drafter_dir, **kw).eval()
+            self._hf[preset] = (target, drafter)
+        return self._hf[preset]
+
+    def prompts(self, preset: str) -> list[list[int]]:
+        import json
+
+        return json.loads((self.dirs(preset)[1] / "distill_prompts.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def pairs(tmp_path_factory) -> Pairs:
+    return Pairs(tmp_path_factory.mktemp("pairs"))
+
+
+@pytest.fixture(scope="session", params=PRESETS)
+def preset(request) -> str:
+    return request.param

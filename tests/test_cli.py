@@ -1,0 +1,113 @@
+"""`edge-mtp run` end to end: output, JSON, trace file, and one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_mtp.cli import main
+from edge_mtp.runtime import LoopConfig, generate, read_trace
+from edge_mtp.runtime.torch_backend import open_torch_backend
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    rc = main(["run", *map(str, args)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def e2b(pairs):
+    return pairs.dirs("tiny-e2b")
+
+
+def test_run_json_equals_library_and_trace_follows_the_contract(e2b, pairs, capsys, tmp_path):
+    prompt = pairs.prompts("tiny-e2b")[1]
+    trace = tmp_path / "run.jsonl"
+    rc, out, _ = _run(capsys, "--target", e2b[0], "--drafter", e2b[1], "--prompt-ids", ",".join(map(str, prompt)),
+                      "--draft-len", 3, "--max-new-tokens", 20, "--trace", trace, "--json")
+    assert rc == 0
+    result = json.loads(out)
+    backend, _, _ = open_torch_backend(*e2b, context=len(prompt) + 24)
+    assert result["tokens"] == generate(backend, prompt, LoopConfig(draft_len=3, max_new_tokens=20)).tokens
+    lines = read_trace(trace)
+    header, rounds, summary = lines[0], lines[1:-1], lines[-1]
+    assert header["implementation"] == "python-torch" and header["model"].startswith("sha256:")
+    assert header["prompt_ids"] == prompt and header["draft_len"] == 3 and header["sampling"] == {"mode": "greedy"}
+    assert rounds[0]["drafts"] == [] and rounds[0]["position"] == len(prompt) - 1
+    assert [t for r in rounds for t in r["emitted"]] == summary["tokens"] == result["tokens"]
+    for r in rounds[1:]:
+        assert r["emitted"] == r["drafts"][: r["accepted"]] + [r["target"][r["accepted"]]]
+        assert r["top_logits"][0][0] == r["emitted"][-1]  # greedy: the bonus is the target's top-1
+    drafting = [r for r in rounds if r["drafts"]]
+    assert summary["accepted_per_position"][0] == sum(r["accepted"] > 0 for r in drafting) / len(drafting)
+    assert summary["accepted"] == sum(r["accepted"] for r in rounds)
+    assert summary["stop"] == "max_new_tokens" and summary["rounds"] == len(rounds)
+
+
+def test_run_with_text_prompt_prints_text_and_summary(e2b, capsys):
+    rc, out, _ = _run(capsys, "--target", e2b[0], "--drafter", e2b[1], "--prompt", "Hello world",
+                      "--max-new-tokens", 8)
+    assert rc == 0
+    text, summary = out.rstrip("\n").rsplit("\n", 1)
+    assert summary.startswith("tokens 8 | rounds ") and "acceptance per draft slot [" in summary
+
+
+def _corrupt(pairs, tmp_path, what: str) -> tuple[Path, Path]:
+    target, drafter = (shutil.copytree(d, tmp_path / d.name) for d in pairs.dirs("tiny-e2b"))
+    weights = target / "model.safetensors"
+    if what == "missing tensor":
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(weights)
+        tensors.pop("model.language_model.norm.weight")
+        save_file(tensors, weights)
+    elif what == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif what == "not gemma":
+        (target / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    elif what == "other drafter":
+        drafter = pairs.dirs("tiny-e4b")[1]
+    return target, drafter
+
+
+@pytest.mark.parametrize("what, message", [
+    ("missing tensor", "missing tensor model.language_model.norm.weight"),
+    ("truncated", "truncated safetensors file"),
+    ("not gemma", "is not a Gemma 4 target"),
+    ("other drafter", "drafter backbone_hidden_size=160 but target hidden_size=128"),
+    ("empty prompt", "the prompt is empty"),
+    ("empty ids", "the prompt is empty"),
+    ("id out of vocab", "outside the vocabulary of 4096"),
+])
+def test_bad_input_one_line_error_nothing_written(pairs, tmp_path, capsys, what, message):
+    target, drafter = _corrupt(pairs, tmp_path, what)
+    prompt = {"empty prompt": ["--prompt", ""], "empty ids": ["--prompt-ids", ""],
+              "id out of vocab": ["--prompt-ids", "5,99999"]}.get(what, ["--prompt-ids", "5,6,7"])
+    trace = tmp_path / "out" / "t.jsonl"
+    trace.parent.mkdir()
+    rc, out, err = _run(capsys, "--target", target, "--drafter", drafter, *prompt, "--trace", trace)
+    assert rc == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert list(trace.parent.iterdir()) == []
+
+
+def test_console_script_reports_errors_without_traceback(e2b):
+    script = Path(sys.executable).parent / "edge-mtp"
+    proc = subprocess.run([str(script), "run", "--target", str(e2b[0]), "--drafter", str(e2b[1]),
+                           "--prompt-ids", "1,2", "--top-p", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --temperature must be >= 0 and --top-p in (0, 1]"
+    assert "Traceback" not in proc.stderr
+
+
+def test_edge_export_says_plainly_it_is_not_there_yet(capsys):
+    from edge_mtp.cli import export_main
+
+    assert export_main([]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
