@@ -284,7 +284,7 @@ def load_target_config(directory: Path | str) -> TargetConfig:
     return TargetConfig(
         text=cfg,
         weight_prefix=prefix,
-        eos_ids=eos or (1,),
+        eos_ids=tuple(dict.fromkeys((*eos, END_OF_TURN_ID))),  # a chat turn ends there even if unlisted
         bos_id=int(gen.get("bos_token_id", text.get("bos_token_id", 2)) or 2),
         dtype=str(d.get("dtype") or d.get("torch_dtype") or text.get("dtype") or "float32"),
         path=directory,

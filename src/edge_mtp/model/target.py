@@ -89,9 +89,9 @@ class Gemma4Target(nn.Module):
         sliding = causal & (slots > pos - self.cfg.sliding_window)
         return {FULL: additive_mask(causal, dtype)[None], SLIDING: additive_mask(sliding, dtype)[None]}
 
-    def forward(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
-                *kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Run T tokens at absolute `positions` [T]; returns (logits [1,T,V], hidden [1,T,H], *kv)."""
+    def decode(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
+               *kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The decoder stack over T tokens at absolute `positions` [T]: (final normed hidden [1,T,H], *kv)."""
         cfg, x = self.cfg, embeds
         kv = list(kv)
         masks = self.masks(positions, kv[0].shape[2], x.dtype)
@@ -105,15 +105,29 @@ class Gemma4Target(nn.Module):
                 per_layer_input=ple[:, :, i] if ple is not None else None,
                 slots=positions, inplace=self.inplace_kv,
             )
-        hidden = self.norm(x)
-        logits = torch.matmul(hidden, self.embed_tokens.weight.t())
-        if cfg.final_logit_softcap is not None:
-            cap = cfg.final_logit_softcap
-            logits = torch.tanh(logits / cap) * cap
-        return (logits, hidden, *kv)
+        return (self.norm(x), *kv)
 
-    def run(self, tokens: torch.Tensor, positions: torch.Tensor, kv: list[torch.Tensor]):
-        """Convenience for eager use: token ids [1, T] in, (logits, hidden, kv list) out."""
+    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Tied output projection with Gemma's final logit soft-cap."""
+        logits = torch.matmul(hidden, self.embed_tokens.weight.t())
+        if self.cfg.final_logit_softcap is not None:
+            cap = self.cfg.final_logit_softcap
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def forward(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
+                *kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run T tokens at absolute `positions` [T]; returns (logits [1,T,V], hidden [1,T,H], *kv)."""
+        hidden, *kv = self.decode(embeds, per_layer_tokens, positions, *kv)
+        return (self.lm_head(hidden), hidden, *kv)
+
+    def run(self, tokens: torch.Tensor, positions: torch.Tensor, kv: list[torch.Tensor], last_only: bool = False):
+        """Eager convenience: token ids [1, T] in, (logits, hidden, kv list) out.
+
+        `last_only` projects only the last position (a prefill needs one row, not T x vocab floats).
+        """
         ple = self.embed_per_layer(tokens) if self.cfg.ple_dim else None
-        logits, hidden, *kv = self.forward(self.embed(tokens), ple, positions, *kv)
-        return logits, hidden, kv
+        hidden, *kv = self.decode(self.embed(tokens), ple, positions, *kv)
+        if last_only:
+            hidden = hidden[:, -1:]
+        return self.lm_head(hidden), hidden, kv

@@ -30,7 +30,7 @@ class TorchBackend:
         text = tcfg.text
         self._store = {t: text.store_layer(t) for t in (SLIDING, FULL)}
 
-    def _run(self, tokens: Sequence[int], start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, tokens: Sequence[int], start: int, last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         if start != self.length:
             raise RuntimeError(f"target run at position {start}, but {self.length} positions are valid")
         if start + len(tokens) > self.context:
@@ -38,7 +38,7 @@ class TorchBackend:
         ids = torch.tensor([list(tokens)], dtype=torch.long)
         positions = torch.arange(start, start + len(tokens))
         with torch.no_grad():
-            logits, hidden, self.kv = self.target.run(ids, positions, self.kv)
+            logits, hidden, self.kv = self.target.run(ids, positions, self.kv, last_only)
         self.length = start + len(tokens)
         return logits[0].float(), hidden[0]
 
@@ -46,8 +46,8 @@ class TorchBackend:
         self.length = 0
         chunk = self.prefill_chunk or len(tokens)
         for start in range(0, len(tokens), chunk):
-            logits, hidden = self._run(tokens[start:start + chunk], start)
-        return TargetStep(logits[-1:].numpy(), hidden[-1:].float().numpy())
+            logits, hidden = self._run(tokens[start:start + chunk], start, last_only=True)
+        return TargetStep(logits.numpy(), hidden.float().numpy())
 
     def verify(self, tokens: Sequence[int], start: int) -> TargetStep:
         logits, hidden = self._run(tokens, start)
