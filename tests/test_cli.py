@@ -111,3 +111,15 @@ def test_edge_export_says_plainly_it_is_not_there_yet(capsys):
 
     assert export_main([]) == 2
     assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_runtime_never_imports_transformers(e2b):
+    """transformers is a dev extra: loading, running and tracing must work without it."""
+    code = (
+        "import sys; from edge_mtp.cli import main; "
+        f"rc = main(['run', '--target', {str(e2b[0])!r}, '--drafter', {str(e2b[1])!r}, '--prompt', 'hi', "
+        "'--max-new-tokens', '3']); "
+        "assert rc == 0 and 'transformers' not in sys.modules, sorted(m for m in sys.modules if 'transformers' in m)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
