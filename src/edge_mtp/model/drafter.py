@@ -107,7 +107,7 @@ class Gemma4Drafter(nn.Module):
         """One draft step for B independent queries.
 
         activations [B, 1, 2H_target] (embedding first, carry second); position [B] (the query position,
-        constant within a round); K/V buffers [1 or B, Hkv, S, D] of the target's store layers;
+        constant within a round); the target's store-layer buffers K [1 or B, Hkv, S, D], V [.., D, S];
         ranges [B, 2] inclusive visible slots. Returns (logits [B, 1, V], carry [B, 1, H_target]).
         """
         hn = self.hidden(activations, position, k_sliding, v_sliding, k_full, v_full, sliding_range, full_range)

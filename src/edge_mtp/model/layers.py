@@ -88,18 +88,19 @@ class MLP(nn.Module):
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Grouped-query attention with scale 1.0 (Gemma 4 normalises q and k instead of scaling).
 
-    q: [B, T, Hq, D]; k, v: [B, Hkv, S, D]; mask: additive [B, T, S]. The query heads that share a KV
-    head are folded into the row axis so every product is a plain 4-D matmul (toolchain.md §5c: the
-    5-D grouped form hits a slow BATCH_MATMUL path in LiteRT). Returns [B, T, Hq * D].
+    q: [B, T, Hq, D]; k: [B, Hkv, S, D]; v: [B, Hkv, D, S] (LiteRT-LM's "transposed" cache layout);
+    mask: additive [B, T, S]. The query heads that share a KV head are folded into the row axis so every
+    product is a plain 4-D matmul against an explicitly permuted operand (toolchain.md §5c: the 5-D
+    grouped form, or a transpose folded into BATCH_MATMUL, hits a slow LiteRT path). Returns [B, T, Hq*D].
     """
     b, t, hq, d = q.shape
     hkv = k.shape[1]
     group = hq // hkv
     q = q.reshape(b, t, hkv, group, d).permute(0, 2, 3, 1, 4).reshape(b, hkv, group * t, d)
-    scores = torch.matmul(q, k.transpose(-1, -2))
+    scores = torch.matmul(q, k.permute(0, 1, 3, 2))
     scores = scores + mask.unsqueeze(1).repeat(1, 1, group, 1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = torch.matmul(probs, v)
+    out = torch.matmul(probs, v.permute(0, 1, 3, 2))
     return out.reshape(b, hkv, group, t, d).permute(0, 3, 1, 2, 4).reshape(b, t, hq * d)
 
 
@@ -109,15 +110,16 @@ def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(valid, zero, torch.full((), torch.finfo(dtype).min, dtype=dtype))
 
 
-def write_slots(buffer: torch.Tensor, new: torch.Tensor, slots: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """Write `new` [B, H, T, D] into `buffer` [B, H, S, D] at sequence slots `slots` [T].
+def write_slots(buffer: torch.Tensor, new: torch.Tensor, slots: torch.Tensor, dim: int, inplace: bool
+                ) -> torch.Tensor:
+    """Write `new` into `buffer` at sequence slots `slots` [T] along `dim` (2 for K, 3 for V).
 
     `index_copy` lowers to a scatter in both TFLite and ONNX; eager runs use the in-place form so the
     cache is not copied on every step.
     """
     if inplace:
-        return buffer.index_copy_(2, slots, new)
-    return buffer.index_copy(2, slots, new)
+        return buffer.index_copy_(dim, slots, new)
+    return buffer.index_copy(dim, slots, new)
 
 
 class Attention(nn.Module):
@@ -138,7 +140,7 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(head_dim, eps)
 
     def new_kv(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K (normed, rotated) and V (normed without weight) of the new tokens, as [B, Hkv, T, D]."""
+        """K (normed, rotated) and V (normed without weight) of the new tokens, both [B, Hkv, T, D]."""
         b, t, _ = h.shape
         k = self.k_norm(self.k_proj(h).view(b, t, -1, self.head_dim))
         k = apply_rope(k, cos, sin).transpose(1, 2)
@@ -146,14 +148,16 @@ class Attention(nn.Module):
         return k, v
 
     def forward(self, h, cos, sin, k, v, mask, slots=None, inplace=False):
-        """Attend to buffers `k`, `v` ([B, Hkv, S, D]); a producer first writes its new K/V at `slots`.
+        """Attend to buffers `k` [B, Hkv, S, D] and `v` [B, Hkv, D, S]; a producer first writes its new
+        K/V at `slots`.
 
         Returns (output, k, v) with the (possibly updated) buffers.
         """
         b, t, _ = h.shape
         if self.produces_kv:
             k_new, v_new = self.new_kv(h, cos, sin)
-            k, v = write_slots(k, k_new, slots, inplace), write_slots(v, v_new, slots, inplace)
+            k = write_slots(k, k_new, slots, 2, inplace)
+            v = write_slots(v, v_new.transpose(2, 3), slots, 3, inplace)
         q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim))
         q = apply_rope(q, cos, sin)
         return self.o_proj(attend(q, k, v, mask)), k, v

@@ -7,7 +7,8 @@ huge per-layer-embedding table out of the decoder graph):
 * `embed_per_layer(tokens)`  token id -> PLE rows E_ple[id] * sqrt(P), as [B, T, L, P]
 * `forward(embeds, per_layer_tokens, positions, *kv)` -> logits (soft-capped), final normed hidden, kv
 
-The K/V cache is explicit: one K and one V buffer [1, Hkv, S, D] per KV-producing layer (KV-shared
+The K/V cache is explicit: one K buffer [1, Hkv, S, D] and one V buffer [1, Hkv, D, S] (LiteRT-LM's
+"transposed" layout, which its engine requires) per KV-producing layer (KV-shared
 layers attend to their type's "store" layer's buffer). Slot = absolute position, and slots are never
 cleared: rolling back is just calling the next forward at a smaller position, because the causal mask
 (`slot <= position`) hides everything written beyond it. Math: gemma4_spec.md §3.
@@ -56,8 +57,8 @@ class Gemma4Target(nn.Module):
         """Shapes of the flat cache list [k_0, v_0, k_1, v_1, ...] over the KV-producing layers."""
         shapes = []
         for i in self.cfg.producer_layers:
-            shape = (1, self.cfg.kv_heads[i], context, self.cfg.head_dims[i])
-            shapes += [shape, shape]
+            heads, dim = self.cfg.kv_heads[i], self.cfg.head_dims[i]
+            shapes += [(1, heads, context, dim), (1, heads, dim, context)]
         return shapes
 
     def new_cache(self, context: int) -> list[torch.Tensor]:
