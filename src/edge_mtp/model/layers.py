@@ -110,16 +110,22 @@ def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(valid, zero, torch.full((), torch.finfo(dtype).min, dtype=dtype))
 
 
-def write_slots(buffer: torch.Tensor, new: torch.Tensor, slots: torch.Tensor, dim: int, inplace: bool
-                ) -> torch.Tensor:
-    """Write `new` into `buffer` at sequence slots `slots` [T] along `dim` (2 for K, 3 for V).
+def copy_rows(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
+    """Write `new` into `buffer` at consecutive slots start, start+1, ... along `dim` (2 for K, 3 for V).
 
-    `index_copy` lowers to a scatter in both TFLite and ONNX; eager runs use the in-place form so the
-    cache is not copied on every step.
+    The default K/V writer: `index_copy` lowers to a scatter in TFLite and ONNX. Writes are always
+    contiguous from the first position, never per row, because LiteRT-LM pads prefill chunks with
+    position 0 (a per-row scatter would overwrite slot 0 with padding). Exporters may swap in another
+    writer with the same signature (e.g. LiteRT's dynamic-update-slice).
     """
-    if inplace:
-        return buffer.index_copy_(dim, slots, new)
+    slots = start + torch.arange(new.shape[dim], dtype=start.dtype)
     return buffer.index_copy(dim, slots, new)
+
+
+def copy_rows_inplace(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
+    """`copy_rows` in place: eager runtimes keep one cache instead of copying it every step."""
+    slots = start + torch.arange(new.shape[dim], dtype=start.dtype)
+    return buffer.index_copy_(dim, slots, new)
 
 
 class Attention(nn.Module):
@@ -147,17 +153,17 @@ class Attention(nn.Module):
         v = rms_norm(self.v_proj(h).view(b, t, -1, self.head_dim), None, self.eps).transpose(1, 2)
         return k, v
 
-    def forward(self, h, cos, sin, k, v, mask, slots=None, inplace=False):
+    def forward(self, h, cos, sin, k, v, mask, start=None, writer=copy_rows):
         """Attend to buffers `k` [B, Hkv, S, D] and `v` [B, Hkv, D, S]; a producer first writes its new
-        K/V at `slots`.
+        K/V at slots start.. with `writer`.
 
         Returns (output, k, v) with the (possibly updated) buffers.
         """
         b, t, _ = h.shape
         if self.produces_kv:
             k_new, v_new = self.new_kv(h, cos, sin)
-            k = write_slots(k, k_new, slots, 2, inplace)
-            v = write_slots(v, v_new.transpose(2, 3), slots, 3, inplace)
+            k = writer(k, k_new, start, 2)
+            v = writer(v, v_new.transpose(2, 3), start, 3)
         q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim))
         q = apply_rope(q, cos, sin)
         return self.o_proj(attend(q, k, v, mask)), k, v
@@ -182,9 +188,9 @@ class DecoderLayer(nn.Module):
             self.per_layer_projection = nn.Linear(ple_dim, hidden, bias=False)
             self.post_per_layer_input_norm = RMSNorm(hidden, eps)
 
-    def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, slots=None, inplace=False):
+    def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, start=None, writer=copy_rows):
         """Returns (x, k, v); see `Attention.forward` for the buffers."""
-        a, k, v = self.self_attn(self.input_layernorm(x), cos, sin, k, v, mask, slots, inplace)
+        a, k, v = self.self_attn(self.input_layernorm(x), cos, sin, k, v, mask, start, writer)
         x = x + self.post_attention_layernorm(a)
         m = self.mlp(self.pre_feedforward_layernorm(x))
         x = x + self.post_feedforward_layernorm(m)

@@ -7,6 +7,7 @@ huge per-layer-embedding table out of the decoder graph):
 * `embed_per_layer(tokens)`  token id -> PLE rows E_ple[id] * sqrt(P), as [B, T, L, P]
 * `forward(embeds, per_layer_tokens, positions, *kv)` -> logits (soft-capped), final normed hidden, kv
 
+Positions of one call must be consecutive (positions[0] + 0..T-1); K/V rows are written there.
 The K/V cache is explicit: one K buffer [1, Hkv, S, D] and one V buffer [1, Hkv, D, S] (LiteRT-LM's
 "transposed" layout, which its engine requires) per KV-producing layer (KV-shared
 layers attend to their type's "store" layer's buffer). Slot = absolute position, and slots are never
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 
 from edge_mtp.model.config import FULL, SLIDING, TextConfig
-from edge_mtp.model.layers import DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask, scale_constant
+from edge_mtp.model.layers import (DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask, copy_rows,
+                                   scale_constant)
 
 
 class Embedding(nn.Module):
@@ -37,7 +39,7 @@ class Gemma4Target(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()
         self.cfg = cfg
-        self.inplace_kv = False  # eager runtimes flip this; exported graphs return new buffers
+        self.kv_writer = copy_rows  # eager runtimes write in place; exporters may use their own op
         h, p = cfg.hidden_size, cfg.ple_dim
         self.embed_tokens = Embedding(cfg.vocab_size, h)
         if p:
@@ -104,7 +106,7 @@ class Gemma4Target(nn.Module):
             x, kv[2 * src], kv[2 * src + 1] = layer(
                 x, cos, sin, kv[2 * src], kv[2 * src + 1], masks[t],
                 per_layer_input=ple[:, :, i] if ple is not None else None,
-                slots=positions, inplace=self.inplace_kv,
+                start=positions[0], writer=self.kv_writer,
             )
         return (self.norm(x), *kv)
 

@@ -9,6 +9,7 @@ import torch
 
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.model import SLIDING, FULL, DrafterConfig, Gemma4Drafter, Gemma4Target, TargetConfig
+from edge_mtp.model.layers import copy_rows_inplace
 from edge_mtp.runtime.backend import TargetStep
 from edge_mtp.runtime.views import DrafterViews
 
@@ -24,7 +25,7 @@ class TorchBackend:
         self.stop_ids = tcfg.eos_ids
         self.model_id = model_id
         self.prefill_chunk = prefill_chunk
-        target.inplace_kv = True
+        target.kv_writer = copy_rows_inplace
         self.kv = target.new_cache(context)
         self.length = 0
         text = tcfg.text
