@@ -63,6 +63,31 @@ def pairs(tmp_path_factory) -> Pairs:
     return Pairs(tmp_path_factory.mktemp("pairs"))
 
 
+BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
+
+
+class Bundles:
+    """Lazily exported .litertlm bundles per (preset, quant); each conversion runs once per test run."""
+
+    def __init__(self, pairs: Pairs, root: Path):
+        self.pairs, self.root, self._paths = pairs, root, {}
+
+    def path(self, preset: str, quant: str = "fp32") -> Path:
+        if (preset, quant) not in self._paths:
+            from edge_mtp.export.exporter import ExportOptions, export_litertlm
+
+            out = self.root / f"{preset}-{quant}.litertlm"
+            opts = ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT)
+            export_litertlm(*self.pairs.dirs(preset), out, opts)
+            self._paths[(preset, quant)] = out
+        return self._paths[(preset, quant)]
+
+
+@pytest.fixture(scope="session")
+def bundles(pairs, tmp_path_factory) -> Bundles:
+    return Bundles(pairs, tmp_path_factory.mktemp("bundles"))
+
+
 @pytest.fixture(scope="session", params=PRESETS)
 def preset(request) -> str:
     return request.param

@@ -33,8 +33,9 @@ def _prompt_ids(text: str) -> list[int]:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", required=True, type=Path, help="target checkpoint folder (HF layout)")
-    p.add_argument("--drafter", required=True, type=Path, help="MTP drafter checkpoint folder (HF layout)")
+    p.add_argument("bundle", nargs="?", type=Path, help="a .litertlm bundle from edge-export (LiteRT backend)")
+    p.add_argument("--target", type=Path, help="target checkpoint folder (HF layout; PyTorch backend)")
+    p.add_argument("--drafter", type=Path, help="MTP drafter checkpoint folder (HF layout)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (needs tokenizer.json in the target folder)")
     src.add_argument("--prompt-ids", type=_prompt_ids, help="prompt as comma-separated token ids")
@@ -73,23 +74,43 @@ def summary_line(summary: dict) -> str:
             f"| mean tokens/round {summary['mean_emitted_per_round']:.2f} | stop {summary['stop']}")
 
 
-def cmd_run(args) -> int:
-    from edge_mtp.model import load_drafter_config, load_target_config
-    from edge_mtp.runtime import generate, trace_lines, write_trace
+def _open_run(args):
+    """(backend, codec, vocab size, default K) for a bundle (LiteRT) or a checkpoint pair (PyTorch)."""
     from edge_mtp.runtime.tokenizer import TextCodec
-    from edge_mtp.runtime.torch_backend import open_torch_backend
+
+    if args.bundle is not None:
+        if args.target or args.drafter:
+            raise EdgeMTPError("give either a BUNDLE or --target/--drafter, not both")
+        from edge_mtp.runtime.litert_backend import LiteRTBackend
+
+        backend = LiteRTBackend(args.bundle)
+        codec = TextCodec.from_json(backend.tokenizer_json, str(args.bundle)) if args.prompt is not None else None
+        return backend, codec, backend.vocab_size, backend.draft_len
+    if not (args.target and args.drafter):
+        raise EdgeMTPError("give a BUNDLE, or both --target DIR and --drafter DIR")
+    from edge_mtp.model import load_drafter_config, load_target_config
 
     tcfg, dcfg = load_target_config(args.target), load_drafter_config(args.drafter)
     codec = TextCodec(args.target) if args.prompt is not None else None
+    return None, codec, tcfg.text.vocab_size, dcfg.num_assistant_tokens
+
+
+def cmd_run(args) -> int:
+    from edge_mtp.runtime import generate, trace_lines, write_trace
+    from edge_mtp.runtime.torch_backend import open_torch_backend
+
+    backend, codec, vocab, default_k = _open_run(args)
     prompt = codec.encode(args.prompt) if codec else args.prompt_ids
     if not prompt:
         raise EdgeMTPError("the prompt is empty; give at least one token id")
-    if max(prompt) >= tcfg.text.vocab_size:
-        raise EdgeMTPError(f"--prompt-ids: id {max(prompt)} is outside the vocabulary of {tcfg.text.vocab_size}")
-    cfg = _loop_config(args, dcfg.num_assistant_tokens)
-    context = args.context or len(prompt) + cfg.max_new_tokens + cfg.draft_len + 1
-    backend, _, _ = open_torch_backend(args.target, args.drafter, context, args.dtype, args.dense_head,
-                                       args.prefill_chunk)
+    bad = [i for i in prompt if not 0 <= i < vocab]
+    if bad:
+        raise EdgeMTPError(f"--prompt-ids: id {bad[0]} is outside the vocabulary of {vocab}")
+    cfg = _loop_config(args, default_k)
+    if backend is None:
+        context = args.context or len(prompt) + cfg.max_new_tokens + cfg.draft_len + 1
+        backend, _, _ = open_torch_backend(args.target, args.drafter, context, args.dtype, args.dense_head,
+                                           args.prefill_chunk)
     gen = generate(backend, prompt, cfg)
     lines = trace_lines(gen, cfg, backend.name, backend.model_id)
     if args.trace:
@@ -126,11 +147,8 @@ def demo_dir() -> Path:
     return root / f"demo-{DEMO_PRESET}-seed0-distill{DEMO_DISTILL_STEPS}"
 
 
-def cmd_demo(args) -> int:
-    """The built-in default job: make the demo pair once, then speculative vs plain generation on it."""
-    from edge_mtp.runtime import LoopConfig, generate, trace_lines
-    from edge_mtp.runtime.torch_backend import open_torch_backend
-
+def demo_pair() -> Path:
+    """The built-in demo checkpoint pair, made on first use."""
     pair = demo_dir()
     if not (pair / "drafter" / "config.json").exists():
         from edge_mtp.checkpoints.make import make_checkpoint
@@ -139,21 +157,122 @@ def cmd_demo(args) -> int:
         pair.parent.mkdir(parents=True, exist_ok=True)
         with _progress() as progress:
             make_checkpoint(DEMO_PRESET, pair, seed=0, distill_steps=DEMO_DISTILL_STEPS, progress=progress)
+    return pair
+
+
+def demo_bundle(pair: Path, draft_len: int) -> Path:
+    """The demo pair exported once to an fp32 .litertlm bundle beside it."""
+    bundle = pair.parent / f"{pair.name}-k{draft_len}.litertlm"
+    if not bundle.exists():
+        from edge_mtp.export.exporter import ExportOptions, export_litertlm
+
+        print(f"exporting the demo pair to {bundle}")
+        with _progress() as progress:
+            export_litertlm(pair / "target", pair / "drafter", bundle,
+                            ExportOptions("fp32", draft_len, (8, 32), 256), progress)
+    return bundle
+
+
+def cmd_demo(args) -> int:
+    """The built-in default job: make the demo pair once, export it to a LiteRT bundle once, then
+    generate plain and speculatively with PyTorch and with the bundle, and compare."""
+    from edge_mtp.runtime import LoopConfig, generate, trace_lines
+    from edge_mtp.runtime.litert_backend import LiteRTBackend
+    from edge_mtp.runtime.torch_backend import open_torch_backend
+
+    pair = demo_pair()
+    bundle = demo_bundle(pair, args.draft_len)
     prompt = json.loads((pair / "drafter" / "distill_prompts.json").read_text())[0]
-    new = args.max_new_tokens
-    results = {}
-    for k in (0, args.draft_len):
-        cfg = LoopConfig(draft_len=k, max_new_tokens=new)
-        backend, _, _ = open_torch_backend(pair / "target", pair / "drafter", len(prompt) + new + k + 1)
-        results[k] = trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)[-1]
-    plain, spec = results[0], results[args.draft_len]
+    new, k = args.max_new_tokens, args.draft_len
+    runs = {}
+    for name, draft_len in (("PyTorch K=0", 0), (f"PyTorch K={k}", k), (f"LiteRT  K={k}", k)):
+        cfg = LoopConfig(draft_len=draft_len, max_new_tokens=new)
+        backend = (LiteRTBackend(bundle) if name.startswith("LiteRT") else
+                   open_torch_backend(pair / "target", pair / "drafter", len(prompt) + new + k + 1)[0])
+        runs[name] = trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)
     print(f"prompt ids  {','.join(map(str, prompt))}")
-    print(f"generated   {','.join(map(str, spec['tokens']))}")
-    print(f"K={args.draft_len}: {summary_line(spec)}")
-    print(f"K=0: {summary_line(plain)}")
-    same = "identical" if plain["tokens"] == spec["tokens"] else "DIFFERENT (bug)"
-    print(f"speculative output is {same} to plain greedy; target passes {spec['rounds']} vs {plain['rounds']}")
-    return 0 if plain["tokens"] == spec["tokens"] else 1
+    print(f"generated   {','.join(map(str, runs[f'PyTorch K={k}'][-1]['tokens']))}")
+    for name, lines in runs.items():
+        print(f"{name}: {summary_line(lines[-1])}")
+    plain, spec, lite = (runs[n] for n in runs)
+    rounds = lambda lines: [(r["drafts"], r["accepted"], r["emitted"]) for r in lines[1:-1]]  # noqa: E731
+    ok = plain[-1]["tokens"] == spec[-1]["tokens"] and rounds(spec) == rounds(lite)
+    print(f"speculative output identical to plain greedy: {plain[-1]['tokens'] == spec[-1]['tokens']}; "
+          f"LiteRT bundle trace identical to PyTorch: {rounds(spec) == rounds(lite)}; "
+          f"target passes {spec[-1]['rounds']} vs {plain[-1]['rounds']}")
+    return 0 if ok else 1
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated lengths, got {text!r}") from None
+
+
+def _add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", type=Path, help="target checkpoint folder (default: the built-in demo pair)")
+    p.add_argument("--drafter", type=Path, help="MTP drafter checkpoint folder")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .litertlm bundle to write")
+    p.add_argument("--quant", default="fp32", help="fp32, fp16, int8, int4 (blockwise-32) or mixed")
+    p.add_argument("--draft-len", type=int, default=4, help="K: the verify signature checks K drafts + 1")
+    p.add_argument("--prefill", type=_lengths, default=(32, 128), help="prefill signature lengths, e.g. 32,128")
+    p.add_argument("--context", type=int, default=1024, help="K/V cache slots")
+    p.add_argument("--dense-head", action="store_true", help="drafter: full-vocab head instead of centroids")
+
+
+def cmd_export(args) -> int:
+    from edge_mtp.export.exporter import ExportOptions, export_litertlm
+
+    if (args.target is None) != (args.drafter is None):
+        raise EdgeMTPError("give both --target and --drafter, or neither (the built-in demo pair)")
+    target, drafter = args.target, args.drafter
+    if target is None:
+        target, drafter = demo_pair() / "target", demo_pair() / "drafter"
+    opts = ExportOptions(args.quant, args.draft_len, tuple(args.prefill), args.context, args.dense_head)
+    with _progress() as progress:
+        export_litertlm(target, drafter, args.output, opts, progress)
+    return cmd_inspect(argparse.Namespace(bundle=args.output))
+
+
+def cmd_inspect(args) -> int:
+    """Sections, signatures with shapes/dtypes, manifest summary, bytes read per decode step."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from edge_mtp.export.inspect import describe
+
+    info = describe(args.bundle)
+    table = Table(title=str(args.bundle))
+    for column in ("section", "bytes", "signature", "inputs", "outputs"):
+        table.add_column(column, overflow="fold")
+    for row in info["rows"]:
+        table.add_row(*(Text(str(cell)) for cell in row))  # Text: shapes like [1, 1, H] are not markup
+    console = Console()
+    console.print(table)
+    for key, value in info["summary"].items():
+        console.print(f"{key}: {value}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Layered parity report of a bundle against its source checkpoints; exit 1 on any failed check."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from edge_mtp.verify import verify_bundle
+
+    checks = verify_bundle(args.bundle, args.target, args.drafter)
+    table = Table(title=f"verify {args.bundle}")
+    for column in ("check", "result", "status"):
+        table.add_column(column)
+    for c in checks:
+        status = ("ok" if c.ok else "FAIL") if c.judged else "info"
+        table.add_row(Text(c.name), Text(c.value), Text(status, style="green" if c.ok else "red"))
+    Console().print(table)
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--distill-steps", type=_positive, default=0,
                       help="train the drafter on the target's greedy continuations (tiny presets)")
     make.set_defaults(func=cmd_make_checkpoint)
+    export = sub.add_parser("export", help="export a target + drafter to a LiteRT .litertlm bundle (= edge-export)")
+    _add_export_args(export)
+    export.set_defaults(func=cmd_export)
+    inspect = sub.add_parser("inspect", help="show a bundle's sections, signatures and manifest")
+    inspect.add_argument("bundle", type=Path)
+    inspect.set_defaults(func=cmd_inspect)
+    verify = sub.add_parser("verify", help="parity report of a bundle against its source checkpoints")
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument("--target", type=Path, required=True)
+    verify.add_argument("--drafter", type=Path, required=True)
+    verify.set_defaults(func=cmd_verify)
     demo = sub.add_parser("demo", help="make the built-in demo pair and run speculative generation on it")
     demo.add_argument("--draft-len", type=_positive, default=4)
     demo.add_argument("--max-new-tokens", type=int, default=48)
@@ -193,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    """`edge-export`: the LiteRT/ONNX exporter is the next milestone; say so plainly instead of pretending."""
-    print("error: edge-export is not implemented yet (LiteRT .litertlm / ONNX export is planned next)",
-          file=sys.stderr)
-    return 2
+    """`edge-export`: the same as `edge-mtp export`."""
+    parser = argparse.ArgumentParser(prog="edge-export", description="Gemma 4 + MTP drafter -> .litertlm bundle")
+    _add_export_args(parser)
+    return _guarded(cmd_export, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, TextConfig
 from edge_mtp.model.layers import (DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask, copy_rows,
@@ -70,11 +71,12 @@ class Gemma4Target(nn.Module):
     # ---- embeddings ----------------------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         w = self.embed_tokens.weight
-        return w[tokens] * scale_constant(math.sqrt(self.cfg.hidden_size), w.dtype)
+        # F.embedding (not w[tokens]) so that LiteRT gets an EMBEDDING_LOOKUP, which its quantizer handles
+        return F.embedding(tokens, w) * scale_constant(math.sqrt(self.cfg.hidden_size), w.dtype)
 
     def embed_per_layer(self, tokens: torch.Tensor) -> torch.Tensor:
         w = self.embed_tokens_per_layer.weight
-        rows = w[tokens] * scale_constant(math.sqrt(self.cfg.ple_dim), w.dtype)
+        rows = F.embedding(tokens, w) * scale_constant(math.sqrt(self.cfg.ple_dim), w.dtype)
         return rows.reshape(*tokens.shape, self.cfg.num_layers, self.cfg.ple_dim)
 
     def _per_layer_inputs(self, x: torch.Tensor, per_layer_tokens: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,20 @@ class TextCodec:
         except Exception as e:  # the library raises a bare Exception on malformed files
             raise EdgeMTPError(f"{path}: not a valid tokenizer.json ({e})") from None
 
+    @classmethod
+    def from_json(cls, data: bytes | None, where: str) -> "TextCodec":
+        """From tokenizer.json bytes (e.g. a bundle's tokenizer section)."""
+        from tokenizers import Tokenizer
+
+        if data is None:
+            raise EdgeMTPError(f"{where}: has no tokenizer; pass --prompt-ids instead of --prompt")
+        codec = cls.__new__(cls)
+        try:
+            codec.tokenizer = Tokenizer.from_str(data.decode())
+        except Exception as e:  # the library raises a bare Exception on malformed files
+            raise EdgeMTPError(f"{where}: not a valid tokenizer ({e})") from None
+        return codec
+
     def encode(self, text: str) -> list[int]:
         """Ids of `text`, with the tokenizer's own special tokens (Gemma: a leading <bos>)."""
         if not text:

@@ -1,0 +1,1 @@
+"""Exporters: the one model definition -> LiteRT `.tflite` sections in a `.litertlm` bundle (and ONNX)."""

@@ -1,0 +1,118 @@
+"""`edge-export`: HF-layout target + drafter -> a `.litertlm` bundle that LiteRT-LM runs with MTP.
+
+Stages: load (one copy of the weights) -> convert each section to `.tflite` -> quantize per section ->
+pack the sections, the tokenizer, LiteRT-LM's `LlmMetadata` and our manifest. Everything happens in a
+temporary directory; the bundle appears atomically and its bytes depend only on the inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from edge_mtp.errors import EdgeMTPError
+from edge_mtp.export.graphs import kv_names
+from edge_mtp.export.litert import GraphShapes, convert_sections
+from edge_mtp.litertlm import write_bundle
+from edge_mtp.model import load_pair
+from edge_mtp.quantize import QUANT_MODES, quantize_sections
+
+FORMAT = "edge-mtp-bundle/1"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    quant: str = "fp32"
+    draft_len: int = 4
+    prefill_lengths: tuple[int, ...] = (32, 128)
+    context: int = 1024
+    dense_head: bool = False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checkpoint_hashes(directory: Path) -> dict[str, str]:
+    return {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def _versions() -> dict[str, str]:
+    names = ("edge-mtp", "torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-lm-builder")
+    return {n: metadata.version(n) for n in names}
+
+
+def llm_metadata(bos: int, stop_ids: tuple[int, ...], context: int) -> bytes:
+    """LiteRT-LM's LlmMetadata: Gemma 4 model type, <bos>, stop tokens, top-p sampler (CPU has no greedy)."""
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2, sampler_params_pb2
+
+    msg = llm_metadata_pb2.LlmMetadata()
+    msg.start_token.token_ids.ids.append(bos)
+    for stop in stop_ids:
+        msg.stop_tokens.add().token_ids.ids.append(stop)
+    msg.llm_model_type.gemma4.SetInParent()
+    msg.sampler_params.type = sampler_params_pb2.SamplerParameters.TOP_P
+    msg.sampler_params.k = 1
+    msg.sampler_params.p = 0.0
+    msg.sampler_params.temperature = 1.0
+    msg.max_num_tokens = context
+    return msg.SerializeToString(deterministic=True)
+
+
+def _check_options(opts: ExportOptions) -> None:
+    if opts.quant not in QUANT_MODES:
+        raise EdgeMTPError(f"--quant '{opts.quant}' is not supported; expected one of {', '.join(QUANT_MODES)}")
+    if opts.draft_len < 1:
+        raise EdgeMTPError("--draft-len must be >= 1 (the verify signature checks K drafts + 1)")
+    if not opts.prefill_lengths or min(opts.prefill_lengths) < 1 or max(opts.prefill_lengths) > opts.context:
+        raise EdgeMTPError(f"--prefill lengths must be between 1 and --context={opts.context}")
+
+
+def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
+    """Write the bundle to `out`; returns its manifest."""
+    _check_options(opts)
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise EdgeMTPError(f"{out}: directory {out.parent} does not exist")
+    target, tcfg, drafter, dcfg = load_pair(target_dir, drafter_dir, "float32", opts.dense_head)
+    if opts.context > 1 << 20 or opts.context < opts.draft_len + 2:
+        raise EdgeMTPError(f"--context {opts.context} is out of range")
+    shapes = GraphShapes(opts.draft_len, tuple(sorted(set(opts.prefill_lengths))), opts.context)
+    kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context)))
+    with tempfile.TemporaryDirectory(prefix="edge-export-") as tmp:
+        work = Path(tmp)
+        floats = convert_sections(target, drafter, shapes, work, progress)
+        del target, drafter
+        models, recipes = quantize_sections(floats, opts.quant, work, progress)
+        manifest = {
+            "format": FORMAT,
+            "source": {"target": _checkpoint_hashes(Path(target_dir)), "drafter": _checkpoint_hashes(Path(drafter_dir))},
+            "config": {"target": json.loads((Path(target_dir) / "config.json").read_text()),
+                       "drafter": json.loads((Path(drafter_dir) / "config.json").read_text())},
+            "options": asdict(opts),
+            "draft_len": opts.draft_len,
+            "context": opts.context,
+            "sliding_window": tcfg.text.sliding_window,
+            "vocab_size": tcfg.text.vocab_size,
+            "stop_ids": list(tcfg.eos_ids),
+            "bos_id": tcfg.bos_id,
+            "kv_cache": {n: list(s) for n, s in kv.items()},
+            "recipes": recipes,
+            "sections": {kind: {"sha256": _sha256(p), "bytes": p.stat().st_size} for kind, p in models.items()},
+            "versions": _versions(),
+        }
+        manifest_path = work / "manifest.json"
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        tokenizer = Path(target_dir) / "tokenizer.json"
+        write_bundle(out, models, tokenizer if tokenizer.exists() else None,
+                     llm_metadata(tcfg.bos_id, tcfg.eos_ids, opts.context), manifest_path, work)
+    return manifest
+
