@@ -106,13 +106,6 @@ def test_console_script_reports_errors_without_traceback(e2b):
     assert "Traceback" not in proc.stderr
 
 
-def test_edge_export_says_plainly_it_is_not_there_yet(capsys):
-    from edge_mtp.cli import export_main
-
-    assert export_main([]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
-
-
 def test_runtime_never_imports_transformers(e2b):
     """transformers is a dev extra: loading, running and tracing must work without it."""
     code = (
