@@ -47,22 +47,17 @@ def _short(name: str) -> str:
     return name.removeprefix("kv_cache_")
 
 
-class EmbedderGraph(nn.Module):
-    def __init__(self, target: Gemma4Target):
+class LookupGraph(nn.Module):
+    """An embedder section: token_ids [1,1] int32 -> `embeddings` or `per_layer_embeddings`."""
+
+    def __init__(self, target: Gemma4Target, output: str):
         super().__init__()
         self.target = target
+        self.output = output
+        self.lookup = target.embed if output == "embeddings" else target.embed_per_layer
 
     def forward(self, token_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"embeddings": self.target.embed(token_ids)}
-
-
-class PerLayerEmbedderGraph(nn.Module):
-    def __init__(self, target: Gemma4Target):
-        super().__init__()
-        self.target = target
-
-    def forward(self, token_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"per_layer_embeddings": self.target.embed_per_layer(token_ids)}
+        return {self.output: self.lookup(token_ids)}
 
 
 class TargetGraph(nn.Module):

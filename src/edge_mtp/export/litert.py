@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from edge_mtp.export.graphs import (DrafterGraph, EmbedderGraph, PerLayerEmbedderGraph, TargetGraph,
-                                    drafter_sample, target_sample)
+from edge_mtp.export.graphs import DrafterGraph, LookupGraph, TargetGraph, drafter_sample, target_sample
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
 
 EMBEDDER = "tf_lite_embedder"
@@ -71,8 +70,8 @@ def convert_sections(target: Gemma4Target, drafter: Gemma4Drafter, shapes: Graph
     body = TargetGraph(target)
     prefill = TargetGraph(target, with_outputs=False)
     jobs = {
-        EMBEDDER: [("embedder", EmbedderGraph(target), token)],
-        PER_LAYER_EMBEDDER: [("per_layer_embedder", PerLayerEmbedderGraph(target), token)],
+        EMBEDDER: [("embedder", LookupGraph(target, "embeddings"), token)],
+        PER_LAYER_EMBEDDER: [("per_layer_embedder", LookupGraph(target, "per_layer_embeddings"), token)],
         PREFILL_DECODE: [(f"prefill_{n}", prefill, target_sample(target, n, shapes.context))
                          for n in shapes.prefill_lengths]
         + [("decode", body, target_sample(target, 1, shapes.context)),

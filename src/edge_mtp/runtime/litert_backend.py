@@ -76,7 +76,7 @@ class LiteRTBackend:
         self.vocab_size = int(manifest["vocab_size"])
         self.draft_len = int(manifest["draft_len"])
         self.tokenizer_json = bundle.tokenizer_json()
-        env = Environment.create() if hasattr(Environment, "create") else None
+        env = Environment.create()  # one environment, so every graph can bind the same K/V buffers
         options = Options(hardware_accelerators=HardwareAccelerator.CPU, cpu_options=CpuOptions(num_threads=threads))
         self.target = _Graph(bundle.model(PREFILL_DECODE), env, options)
         for name, shape in manifest["kv_cache"].items():  # start from a zeroed cache
