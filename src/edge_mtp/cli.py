@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(run)
     run.set_defaults(func=cmd_run)
     make = sub.add_parser("make-checkpoint", help="write a random target + drafter pair in the real HF layout")
-    make.add_argument("--preset", required=True, choices=("tiny-e2b", "tiny-e4b", "e2b", "e4b"))
+    make.add_argument("--preset", required=True, choices=("tiny-e2b", "tiny-e4b", "small-e2b", "e2b", "e4b"))
     make.add_argument("out_dir", type=Path)
     make.add_argument("--seed", type=_positive, default=0)
     make.add_argument("--distill-steps", type=_positive, default=0,

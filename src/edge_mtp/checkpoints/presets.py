@@ -176,6 +176,20 @@ PRESETS: dict[str, Preset] = {
         ),
         drafter_hidden=64, drafter_intermediate=256, num_centroids=64, top_k=8,
     ),
+    # ~103 M-parameter target (embeddings included; 48 M of it embeddings + PLE tables) for benchmarks:
+    # E2B's layer pattern, GQA 8:1, global head dim = 2 x sliding, window 512, KV sharing on the last
+    # 40% of layers and E2B's drafter geometry (256 wide, 128 vocab rows per centroid, top-32 centroids).
+    "small-e2b": _preset(
+        "small-e2b",
+        wrapper="conditional",
+        dtype="float32",
+        target=_text_kwargs(
+            vocab=32768, hidden=512, intermediate=1024, layer_types=([S] * 4 + [F]) * 3, heads=8, kv_heads=1,
+            head_dim=128, global_head_dim=256, window=512, max_positions=32768, ple_dim=64, ple_vocab=32768,
+            kv_shared=6, double_wide=True, softcap=30.0,
+        ),
+        drafter_hidden=256, drafter_intermediate=2048, num_centroids=256, top_k=32,
+    ),
     "e2b": _preset(
         "e2b",
         wrapper="conditional",
