@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from conftest import BUNDLE_CONTEXT, BUNDLE_K
-from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.torch_backend import open_torch_backend

@@ -86,7 +86,7 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
     if opts.context > 1 << 20 or opts.context < opts.draft_len + 2:
         raise EdgeMTPError(f"--context {opts.context} is out of range")
     shapes = GraphShapes(opts.draft_len, tuple(sorted(set(opts.prefill_lengths))), opts.context)
-    kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context)))
+    kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context), strict=True))
     with tempfile.TemporaryDirectory(prefix="edge-export-") as tmp:
         work = Path(tmp)
         floats = convert_sections(target, drafter, shapes, work, progress)
@@ -94,7 +94,8 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
         models, recipes = quantize_sections(floats, opts.quant, work, progress)
         manifest = {
             "format": FORMAT,
-            "source": {"target": _checkpoint_hashes(Path(target_dir)), "drafter": _checkpoint_hashes(Path(drafter_dir))},
+            "source": {"target": _checkpoint_hashes(Path(target_dir)),
+                       "drafter": _checkpoint_hashes(Path(drafter_dir))},
             "config": {"target": json.loads((Path(target_dir) / "config.json").read_text()),
                        "drafter": json.loads((Path(drafter_dir) / "config.json").read_text())},
             "options": asdict(opts),

@@ -72,7 +72,7 @@ class TargetGraph(nn.Module):
     def forward(self, embeddings, input_pos, kv_cache: dict[str, torch.Tensor], per_layer_embeddings=None):
         kv = [kv_cache[_short(n)] for n in self.names]
         hidden, *kv = self.target.decode(embeddings, per_layer_embeddings, input_pos, *kv)
-        out = dict(zip(self.names, kv))
+        out = dict(zip(self.names, kv, strict=True))
         if self.with_outputs:
             out["logits"] = self.target.lm_head(hidden)
             out["activations"] = hidden
@@ -107,7 +107,7 @@ def sample_cache(target: Gemma4Target, context: int, names: list[str] | None = N
     """Zero cache tensors keyed for a `kv_cache` argument; one tensor object per input (toolchain.md §8.21:
     a shared sample tensor gets merged into a single graph input)."""
     all_names = kv_names(target.cfg)
-    shapes = dict(zip(all_names, target.kv_shapes(context)))
+    shapes = dict(zip(all_names, target.kv_shapes(context), strict=True))
     dtype = target.embed_tokens.weight.dtype
     return {_short(n): torch.zeros(shapes[n], dtype=dtype) for n in (names or all_names)}
 

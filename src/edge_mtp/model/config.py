@@ -241,7 +241,7 @@ def parse_text_config(d: dict, where: str) -> TextConfig:
         final_logit_softcap=_field(d, "final_logit_softcapping", where, float, None),
         rms_eps=_field(d, "rms_norm_eps", where, float, 1e-6),
     )
-    for h, kv in zip(cfg.head_dims, cfg.kv_heads):
+    for kv in cfg.kv_heads:
         if kv <= 0 or cfg.num_heads % kv:
             raise EdgeMTPError(f"{where}: num_attention_heads={cfg.num_heads} is not a multiple of {kv} KV heads")
     if shared < num_layers:

@@ -119,7 +119,7 @@ def accept_sampled(drafts: Sequence[int], dists: Sequence[np.ndarray], logits: n
                    sampler: Sampler) -> tuple[list[int], int]:
     """Speculative sampling: accept d_i with prob min(1, p_i(d_i)/q_i(d_i)); on the first rejection draw
     from norm(max(p_i - q_i, 0)); after K acceptances draw the bonus from p_K."""
-    for i, (d, q) in enumerate(zip(drafts, dists)):
+    for i, (d, q) in enumerate(zip(drafts, dists, strict=True)):
         p = sampler.distribution(logits[i])
         if not sampler.accept(p[d], q[d]):
             return list(drafts[:i]) + [sampler.sample(residual(p, q))], i
