@@ -228,7 +228,8 @@ def cmd_export(args) -> int:
         raise EdgeMTPError("give both --target and --drafter, or neither (the built-in demo pair)")
     target, drafter = args.target, args.drafter
     if target is None:
-        target, drafter = demo_pair() / "target", demo_pair() / "drafter"
+        pair = demo_pair()
+        target, drafter = pair / "target", pair / "drafter"
     opts = ExportOptions(args.quant, args.draft_len, tuple(args.prefill), args.context, args.dense_head)
     with _progress() as progress:
         export_litertlm(target, drafter, args.output, opts, progress)

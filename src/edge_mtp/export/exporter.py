@@ -72,6 +72,8 @@ def _check_options(opts: ExportOptions) -> None:
         raise EdgeMTPError(f"--quant '{opts.quant}' is not supported; expected one of {', '.join(QUANT_MODES)}")
     if opts.draft_len < 1:
         raise EdgeMTPError("--draft-len must be >= 1 (the verify signature checks K drafts + 1)")
+    if not opts.draft_len + 2 <= opts.context <= 1 << 20:
+        raise EdgeMTPError(f"--context {opts.context} is out of range (K + 2 .. 1048576)")
     if not opts.prefill_lengths or min(opts.prefill_lengths) < 1 or max(opts.prefill_lengths) > opts.context:
         raise EdgeMTPError(f"--prefill lengths must be between 1 and --context={opts.context}")
 
@@ -83,8 +85,6 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
     if not out.parent.is_dir():
         raise EdgeMTPError(f"{out}: directory {out.parent} does not exist")
     target, tcfg, drafter, dcfg = load_pair(target_dir, drafter_dir, "float32", opts.dense_head)
-    if opts.context > 1 << 20 or opts.context < opts.draft_len + 2:
-        raise EdgeMTPError(f"--context {opts.context} is out of range")
     shapes = GraphShapes(opts.draft_len, tuple(sorted(set(opts.prefill_lengths))), opts.context)
     kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context), strict=True))
     with tempfile.TemporaryDirectory(prefix="edge-export-") as tmp:
