@@ -17,7 +17,7 @@ import numpy as np
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.litertlm import read_bundle
 from edge_mtp.runtime.backend import TargetStep
-from edge_mtp.runtime.views import DrafterViews
+from edge_mtp.runtime.views import DrafterViews, views_ending_at
 
 EMBEDDER, PER_LAYER_EMBEDDER = "tf_lite_embedder", "tf_lite_per_layer_embedder"
 PREFILL_DECODE, MTP_DRAFTER = "tf_lite_prefill_decode", "tf_lite_mtp_drafter"
@@ -145,8 +145,7 @@ class LiteRTBackend:
         if self.drafter is None:
             raise EdgeMTPError("this bundle has no tf_lite_mtp_drafter section; use --draft-len 0")
         end = views.sliding[1]
-        expected = DrafterViews(sliding=(max(0, end - self.sliding_window), end), full=(0, min(end, position)))
-        if views != expected:
+        if views != views_ending_at(end, position, self.sliding_window):
             raise RuntimeError(f"drafter view {views} is not expressible by the bundle's mask input")
         embedding = self.embedder.run("embedder", token_ids=np.array([[token]], np.int32))["embeddings"]
         activations = np.concatenate([embedding, carry.reshape(1, 1, -1).astype(np.float32)], axis=-1)

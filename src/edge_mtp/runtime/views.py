@@ -37,3 +37,10 @@ def drafter_views(prev_first: int, prev_last: int, length: int, window: int, mod
     start = max(0, prev_first - (window - 1))  # transformers keeps W-1 past entries + the new ones
     end = min(prev_last, start + length - 1)
     return DrafterViews(sliding=(max(start, end - window), end), full=full)
+
+
+def views_ending_at(end: int, query: int, window: int) -> DrafterViews:
+    """The views a single "visible up to slot `end`" mask expresses (the bundle drafter's input):
+    full layers read 0..min(end, query), sliding layers end-W..end. Both `drafter_views` modes always
+    have this form, which is why one mask input suffices (`edge_mtp.export.graphs.DrafterGraph`)."""
+    return DrafterViews(sliding=(max(0, end - window), end), full=(0, min(end, query)))
