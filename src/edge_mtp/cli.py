@@ -33,7 +33,8 @@ def _prompt_ids(text: str) -> list[int]:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", nargs="?", type=Path, help="a .litertlm bundle from edge-export (LiteRT backend)")
+    p.add_argument("bundle", nargs="?", type=Path,
+                   help="an edge-export output: .litertlm bundle (LiteRT) or ONNX directory/.zip (ONNX Runtime)")
     p.add_argument("--target", type=Path, help="target checkpoint folder (HF layout; PyTorch backend)")
     p.add_argument("--drafter", type=Path, help="MTP drafter checkpoint folder (HF layout)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -75,15 +76,15 @@ def summary_line(summary: dict) -> str:
 
 
 def _open_run(args):
-    """(backend, codec, vocab size, default K) for a bundle (LiteRT) or a checkpoint pair (PyTorch)."""
+    """(backend, codec, vocab size, default K) for an export (LiteRT / ONNX Runtime) or a checkpoint pair (PyTorch)."""
     from edge_mtp.runtime.tokenizer import TextCodec
 
     if args.bundle is not None:
         if args.target or args.drafter:
             raise EdgeMTPError("give either a BUNDLE or --target/--drafter, not both")
-        from edge_mtp.runtime.litert_backend import LiteRTBackend
+        from edge_mtp.runtime.open import open_export
 
-        backend = LiteRTBackend(args.bundle)
+        backend = open_export(args.bundle)
         codec = TextCodec.from_json(backend.tokenizer_json, str(args.bundle)) if args.prompt is not None else None
         return backend, codec, backend.vocab_size, backend.draft_len
     if not (args.target and args.drafter):
@@ -213,8 +214,11 @@ def _lengths(text: str) -> tuple[int, ...]:
 def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", type=Path, help="target checkpoint folder (default: the built-in demo pair)")
     p.add_argument("--drafter", type=Path, help="MTP drafter checkpoint folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the .litertlm bundle to write")
-    p.add_argument("--quant", default="fp32", help="fp32, fp16, int8, int4 (blockwise-32) or mixed")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="the .litertlm bundle to write (--format onnx: a directory, or a .zip)")
+    p.add_argument("--format", choices=("litertlm", "onnx"), default="litertlm",
+                   help="litertlm (LiteRT-LM bundle, default) or onnx (ONNX graphs for onnxruntime)")
+    p.add_argument("--quant", default="fp32", help="fp32, fp16, int8, int4 (blockwise-32) or mixed (LiteRT only)")
     p.add_argument("--draft-len", type=int, default=4, help="K: the verify signature checks K drafts + 1")
     p.add_argument("--prefill", type=_lengths, default=(32, 128), help="prefill signature lengths, e.g. 32,128")
     p.add_argument("--context", type=int, default=1024, help="K/V cache slots")
@@ -222,7 +226,7 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args) -> int:
-    from edge_mtp.export.exporter import ExportOptions, export_litertlm
+    from edge_mtp.export.exporter import ExportOptions, export_litertlm, export_onnx
 
     if (args.target is None) != (args.drafter is None):
         raise EdgeMTPError("give both --target and --drafter, or neither (the built-in demo pair)")
@@ -231,8 +235,9 @@ def cmd_export(args) -> int:
         pair = demo_pair()
         target, drafter = pair / "target", pair / "drafter"
     opts = ExportOptions(args.quant, args.draft_len, tuple(args.prefill), args.context, args.dense_head)
+    export = export_onnx if args.format == "onnx" else export_litertlm
     with _progress() as progress:
-        export_litertlm(target, drafter, args.output, opts, progress)
+        export(target, drafter, args.output, opts, progress)
     return cmd_inspect(argparse.Namespace(bundle=args.output))
 
 
@@ -289,13 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--distill-steps", type=_positive, default=0,
                       help="train the drafter on the target's greedy continuations (tiny presets)")
     make.set_defaults(func=cmd_make_checkpoint)
-    export = sub.add_parser("export", help="export a target + drafter to a LiteRT .litertlm bundle (= edge-export)")
+    export = sub.add_parser("export", help="export a target + drafter to a .litertlm bundle or ONNX (= edge-export)")
     _add_export_args(export)
     export.set_defaults(func=cmd_export)
-    inspect = sub.add_parser("inspect", help="show a bundle's sections, signatures and manifest")
+    inspect = sub.add_parser("inspect", help="show an export's sections/graphs, signatures and manifest")
     inspect.add_argument("bundle", type=Path)
     inspect.set_defaults(func=cmd_inspect)
-    verify = sub.add_parser("verify", help="parity report of a bundle against its source checkpoints")
+    verify = sub.add_parser("verify", help="parity report of an export against its source checkpoints")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--target", type=Path, required=True)
     verify.add_argument("--drafter", type=Path, required=True)
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def export_main(argv: list[str] | None = None) -> int:
     """`edge-export`: the same as `edge-mtp export`."""
-    parser = argparse.ArgumentParser(prog="edge-export", description="Gemma 4 + MTP drafter -> .litertlm bundle")
+    parser = argparse.ArgumentParser(prog="edge-export", description="Gemma 4 + MTP drafter -> .litertlm bundle or ONNX")
     _add_export_args(parser)
     return _guarded(cmd_export, parser.parse_args(argv))
 

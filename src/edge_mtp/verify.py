@@ -1,4 +1,5 @@
-"""`edge-mtp verify BUNDLE --target DIR --drafter DIR`: the layered parity report a user runs after export.
+"""`edge-mtp verify EXPORT --target DIR --drafter DIR`: the layered parity report a user runs after export
+(a .litertlm bundle or an ONNX export; the same table for both, so formats compare side by side).
 
 1. graphs: the bundle's prefill/decode, verify and drafter graphs against the PyTorch model on the same
    inputs (max |logit difference|, top-1 agreement);
@@ -18,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_mtp.litertlm import read_bundle
 from edge_mtp.runtime import LoopConfig, generate
-from edge_mtp.runtime.litert_backend import LiteRTBackend
+from edge_mtp.runtime.open import open_export
 from edge_mtp.runtime.torch_backend import open_torch_backend
 from edge_mtp.runtime.views import drafter_views
 
@@ -41,22 +41,22 @@ def _prompts(vocab: int) -> list[list[int]]:
     return [[2] + rng.integers(107, vocab, size=n).tolist() for n in (9, 40)]
 
 
-def _graphs(lite: LiteRTBackend, ref, prompt: list[int], tol: float | None) -> list[Check]:
+def _graphs(exported, ref, prompt: list[int], tol: float | None) -> list[Check]:
     checks = []
-    a, b = lite.prefill(prompt), ref.prefill(prompt)
-    steps = [("prefill_*/decode logits", a, b)]
-    extra = [prompt[-1] % 97 + 107 + i for i in range(lite.verify_len)]
-    a2, b2 = lite.verify(extra, len(prompt)), ref.verify(extra, len(prompt))
+    a, b = exported.prefill(prompt), ref.prefill(prompt)
+    steps = [("prefill logits (last position)", a, b)]
+    extra = [prompt[-1] % 97 + 107 + i for i in range(exported.verify_len)]
+    a2, b2 = exported.verify(extra, len(prompt)), ref.verify(extra, len(prompt))
     steps.append(("verify logits", a2, b2))
     for name, x, y in steps:
         diff = float(np.abs(x.logits - y.logits).max())
         top1 = float(np.mean(x.logits.argmax(-1) == y.logits.argmax(-1)))
         checks.append(Check(name, f"max |diff| {diff:.2e}, top-1 {top1:.0%}", tol is None or diff <= tol,
                             tol is not None))
-    if lite.drafter is not None:
+    if exported.drafter is not None:
         q = len(prompt) + 2
-        views = drafter_views(len(prompt), len(prompt) + lite.verify_len - 1, q + 1, lite.sliding_window)
-        (la, ca), (lb, cb) = lite.draft(extra[2], b2.hidden[1], q, views), ref.draft(extra[2], b2.hidden[1], q, views)
+        views = drafter_views(len(prompt), len(prompt) + exported.verify_len - 1, q + 1, exported.sliding_window)
+        (la, ca), (lb, cb) = exported.draft(extra[2], b2.hidden[1], q, views), ref.draft(extra[2], b2.hidden[1], q, views)
         diff = max(float(np.abs(la - lb).max()), float(np.abs(ca - cb).max()))
         same = int(la.argmax()) == int(lb.argmax())
         checks.append(Check("drafter step logits+carry", f"max |diff| {diff:.2e}, same argmax {same}",
@@ -64,35 +64,42 @@ def _graphs(lite: LiteRTBackend, ref, prompt: list[int], tol: float | None) -> l
     return checks
 
 
-def _agreement(lite: LiteRTBackend, ref_tokens: list[int], prompt: list[int]) -> float:
+def _agreement(exported, ref_tokens: list[int], prompt: list[int]) -> float:
     """Teacher-forced: how often the bundle's argmax equals PyTorch's greedy token."""
-    out = lite.prefill(prompt)
+    out = exported.prefill(prompt)
     hits = [int(out.logits[-1].argmax()) == ref_tokens[0]]
     seq = prompt + ref_tokens
     pos = len(prompt)
     while pos < len(seq) - 1:
-        chunk = seq[pos:pos + lite.verify_len]
-        logits = lite.verify(chunk, pos).logits
+        chunk = seq[pos:pos + exported.verify_len]
+        logits = exported.verify(chunk, pos).logits
         hits += [int(logits[i].argmax()) == seq[pos + i + 1] for i in range(len(chunk)) if pos + i + 1 < len(seq)]
         pos += len(chunk)
     return float(np.mean(hits))
 
 
+def _size(manifest: dict) -> Check:
+    parts = manifest.get("sections") or manifest["graphs"]
+    total = sum(p["bytes"] for p in parts.values())
+    detail = ", ".join(f"{name.removeprefix('tf_lite_')} {p['bytes'] / 1e6:.1f}" for name, p in sorted(parts.items()))
+    return Check(f"size ({manifest['options']['quant']})", f"{total / 1e6:.1f} MB ({detail})", True, False)
+
+
 def verify_bundle(bundle: Path, target: Path, drafter: Path) -> list[Check]:
-    manifest = read_bundle(bundle).manifest()
+    exported = open_export(bundle)
+    manifest = exported.manifest
     quantized = manifest["options"]["quant"] != "fp32"
     tol = None if quantized else FLOAT_TOLERANCE
-    lite = LiteRTBackend(bundle)
-    ref, _, _ = open_torch_backend(target, drafter, context=lite.context, dtype="float32")
-    k = lite.draft_len
-    checks: list[Check] = []
-    prompts = _prompts(lite.vocab_size)
-    checks += _graphs(lite, ref, prompts[1], tol)
+    ref, _, _ = open_torch_backend(target, drafter, context=exported.context, dtype="float32")
+    k = exported.draft_len
+    checks: list[Check] = [_size(manifest)]
+    prompts = _prompts(exported.vocab_size)
+    checks += _graphs(exported, ref, prompts[1], tol)
     for i, prompt in enumerate(prompts):
         cfg = LoopConfig(draft_len=k, max_new_tokens=NEW_TOKENS)
-        ours, theirs = generate(lite, prompt, cfg), generate(ref, prompt, cfg)
+        ours, theirs = generate(exported, prompt, cfg), generate(ref, prompt, cfg)
         plain = generate(ref, prompt, LoopConfig(draft_len=0, max_new_tokens=NEW_TOKENS)).tokens
-        agree = _agreement(lite, plain, prompt)
+        agree = _agreement(exported, plain, prompt)
         checks.append(Check(f"prompt {i}: top-1 agreement (teacher-forced)", f"{agree:.1%}",
                             tol is None or agree == 1.0, tol is not None))
         same = [(r.drafts, r.accepted, r.emitted) for r in ours.rounds] == \

@@ -45,9 +45,12 @@ def _checkpoint_hashes(directory: Path) -> dict[str, str]:
     return {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def _versions() -> dict[str, str]:
-    names = ("edge-mtp", "torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-lm-builder")
-    return {n: metadata.version(n) for n in names}
+LITERT_TOOLS = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-lm-builder")
+ONNX_TOOLS = ("onnx", "onnxscript", "onnxruntime")
+
+
+def _versions(tools: tuple[str, ...]) -> dict[str, str]:
+    return {n: metadata.version(n) for n in ("edge-mtp", "torch", *tools)}
 
 
 def llm_metadata(bos: int, stop_ids: tuple[int, ...], context: int) -> bytes:
@@ -78,13 +81,42 @@ def _check_options(opts: ExportOptions) -> None:
         raise EdgeMTPError(f"--prefill lengths must be between 1 and --context={opts.context}")
 
 
+def _load(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions):
+    _check_options(opts)
+    if not Path(out).parent.is_dir():
+        raise EdgeMTPError(f"{out}: directory {Path(out).parent} does not exist")
+    return load_pair(target_dir, drafter_dir, "float32", opts.dense_head)
+
+
+def _manifest(container: str, target_dir: Path, drafter_dir: Path, opts: ExportOptions, tcfg, kv: dict,
+              recipes: dict, files: dict[str, Path], tools: tuple[str, ...]) -> dict:
+    """The manifest both formats carry: sources, config, options, cache layout, recipes, file hashes."""
+    return {
+        "format": FORMAT,
+        "container": container,
+        "source": {"target": _checkpoint_hashes(Path(target_dir)), "drafter": _checkpoint_hashes(Path(drafter_dir))},
+        "config": {"target": json.loads((Path(target_dir) / "config.json").read_text()),
+                   "drafter": json.loads((Path(drafter_dir) / "config.json").read_text())},
+        "options": asdict(opts),
+        "draft_len": opts.draft_len,
+        "context": opts.context,
+        "sliding_window": tcfg.text.sliding_window,
+        "vocab_size": tcfg.text.vocab_size,
+        "stop_ids": list(tcfg.eos_ids),
+        "bos_id": tcfg.bos_id,
+        "kv_cache": {n: list(s) for n, s in kv.items()},
+        "recipes": recipes,
+        ("sections" if container == "litertlm" else "graphs"): {
+            kind: {**({"file": p.name} if container == "onnx" else {}), "sha256": _sha256(p), "bytes": p.stat().st_size}
+            for kind, p in files.items()},
+        "versions": _versions(tools),
+    }
+
+
 def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
     """Write the bundle to `out`; returns its manifest."""
-    _check_options(opts)
     out = Path(out)
-    if not out.parent.is_dir():
-        raise EdgeMTPError(f"{out}: directory {out.parent} does not exist")
-    target, tcfg, drafter, dcfg = load_pair(target_dir, drafter_dir, "float32", opts.dense_head)
+    target, tcfg, drafter, _ = _load(target_dir, drafter_dir, out, opts)
     shapes = GraphShapes(opts.draft_len, tuple(sorted(set(opts.prefill_lengths))), opts.context)
     kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context), strict=True))
     with tempfile.TemporaryDirectory(prefix="edge-export-") as tmp:
@@ -92,24 +124,7 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
         floats = convert_sections(target, drafter, shapes, work, progress)
         del target, drafter
         models, recipes = quantize_sections(floats, opts.quant, work, progress)
-        manifest = {
-            "format": FORMAT,
-            "source": {"target": _checkpoint_hashes(Path(target_dir)),
-                       "drafter": _checkpoint_hashes(Path(drafter_dir))},
-            "config": {"target": json.loads((Path(target_dir) / "config.json").read_text()),
-                       "drafter": json.loads((Path(drafter_dir) / "config.json").read_text())},
-            "options": asdict(opts),
-            "draft_len": opts.draft_len,
-            "context": opts.context,
-            "sliding_window": tcfg.text.sliding_window,
-            "vocab_size": tcfg.text.vocab_size,
-            "stop_ids": list(tcfg.eos_ids),
-            "bos_id": tcfg.bos_id,
-            "kv_cache": {n: list(s) for n, s in kv.items()},
-            "recipes": recipes,
-            "sections": {kind: {"sha256": _sha256(p), "bytes": p.stat().st_size} for kind, p in models.items()},
-            "versions": _versions(),
-        }
+        manifest = _manifest("litertlm", target_dir, drafter_dir, opts, tcfg, kv, recipes, models, LITERT_TOOLS)
         manifest_path = work / "manifest.json"
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         tokenizer = Path(target_dir) / "tokenizer.json"
@@ -117,3 +132,33 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
                      llm_metadata(tcfg.bos_id, tcfg.eos_ids, opts.context), manifest_path, work)
     return manifest
 
+
+def export_onnx(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
+    """Write the ONNX graphs, tokenizer and manifest to the directory `out` (or a `.zip`); returns the manifest."""
+    from edge_mtp.export.onnx import convert_graphs
+    from edge_mtp.export.publish import publish_directory
+    from edge_mtp.quantize.onnx import ONNX_QUANT_MODES, quantize_graphs
+
+    out = Path(out)
+    if opts.quant not in ONNX_QUANT_MODES:
+        raise EdgeMTPError(f"--quant '{opts.quant}' is not supported for ONNX; "
+                           f"expected one of {', '.join(ONNX_QUANT_MODES)}")
+    target, tcfg, drafter, _ = _load(target_dir, drafter_dir, out, opts)
+    kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context), strict=True))
+    with tempfile.TemporaryDirectory(prefix="edge-export-onnx-") as tmp:
+        work = Path(tmp)
+        floats = convert_graphs(target, drafter, opts.context, work / "float", progress)
+        del target, drafter
+        graphs, recipes = quantize_graphs(floats, opts.quant, work, progress)
+        final = work / "export"
+        final.mkdir()
+        files = {g: (final / f"{g}.onnx") for g in graphs}
+        for g, p in graphs.items():
+            p.replace(files[g])
+        tokenizer = Path(target_dir) / "tokenizer.json"
+        if tokenizer.exists():
+            (final / "tokenizer.json").write_bytes(tokenizer.read_bytes())
+        manifest = _manifest("onnx", target_dir, drafter_dir, opts, tcfg, kv, recipes, files, ONNX_TOOLS)
+        (final / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        publish_directory(final, out)
+    return manifest

@@ -118,13 +118,13 @@ def copy_rows(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim:
     position 0 (a per-row scatter would overwrite slot 0 with padding). Exporters may swap in another
     writer with the same signature (e.g. LiteRT's dynamic-update-slice).
     """
-    slots = start + torch.arange(new.shape[dim], dtype=start.dtype)
+    slots = start.long() + torch.arange(new.shape[dim])  # int64: ONNX ScatterND takes no int32 indices
     return buffer.index_copy(dim, slots, new)
 
 
 def copy_rows_inplace(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
     """`copy_rows` in place: eager runtimes keep one cache instead of copying it every step."""
-    slots = start + torch.arange(new.shape[dim], dtype=start.dtype)
+    slots = start.long() + torch.arange(new.shape[dim])
     return buffer.index_copy_(dim, slots, new)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.litertlm import read_bundle
 from edge_mtp.runtime.backend import TargetStep
-from edge_mtp.runtime.views import DrafterViews, views_ending_at
+from edge_mtp.runtime.views import DrafterViews, mask_inputs
 
 EMBEDDER, PER_LAYER_EMBEDDER = "tf_lite_embedder", "tf_lite_per_layer_embedder"
 PREFILL_DECODE, MTP_DRAFTER = "tf_lite_prefill_decode", "tf_lite_mtp_drafter"
@@ -69,7 +69,7 @@ class LiteRTBackend:
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
         bundle = read_bundle(bundle_path)
-        manifest = bundle.manifest()
+        manifest = self.manifest = bundle.manifest()
         self.model_id = "sha256:" + bundle.manifest_sha256()[:16]
         self.stop_ids = tuple(manifest["stop_ids"])
         self.sliding_window = int(manifest["sliding_window"])
@@ -144,12 +144,8 @@ class LiteRTBackend:
     def draft(self, token: int, carry: np.ndarray, position: int, views: DrafterViews):
         if self.drafter is None:
             raise EdgeMTPError("this bundle has no tf_lite_mtp_drafter section; use --draft-len 0")
-        end = views.sliding[1]
-        if views != views_ending_at(end, position, self.sliding_window):
-            raise RuntimeError(f"drafter view {views} is not expressible by the bundle's mask input")
+        input_pos, mask = mask_inputs(views, position, self.context, self.sliding_window)
         embedding = self.embedder.run("embedder", token_ids=np.array([[token]], np.int32))["embeddings"]
         activations = np.concatenate([embedding, carry.reshape(1, 1, -1).astype(np.float32)], axis=-1)
-        mask = (np.arange(self.context) <= end).reshape(1, 1, 1, -1)
-        out = self.drafter.run("mtp_drafter", activations=activations,
-                               input_pos=np.array([position - 1], np.int32), mask=mask)
+        out = self.drafter.run("mtp_drafter", activations=activations, input_pos=input_pos, mask=mask)
         return out["logits"][0, 0], out["projected_activations"][0, 0]

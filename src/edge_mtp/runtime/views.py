@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 KV_VIEWS = ("hf", "clean")
 
 
@@ -44,3 +46,12 @@ def views_ending_at(end: int, query: int, window: int) -> DrafterViews:
     full layers read 0..min(end, query), sliding layers end-W..end. Both `drafter_views` modes always
     have this form, which is why one mask input suffices (`edge_mtp.export.graphs.DrafterGraph`)."""
     return DrafterViews(sliding=(max(0, end - window), end), full=(0, min(end, query)))
+
+
+def mask_inputs(views: DrafterViews, query: int, context: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exported drafter graph's (`input_pos` [1] int32, `mask` [1,1,1,S] bool) for a round whose query
+    token sits at `query`, in LiteRT-LM's convention (input_pos = query - 1, mask = slots 0..end)."""
+    end = views.sliding[1]
+    if views != views_ending_at(end, query, window):
+        raise RuntimeError(f"drafter view {views} is not expressible by the graph's mask input")
+    return np.array([query - 1], np.int32), (np.arange(context) <= end).reshape(1, 1, 1, -1)

@@ -1,0 +1,61 @@
+"""Publish a finished export directory atomically: as a directory (rename) or as a deterministic `.zip`.
+
+Nothing appears at the output path until everything is written; a failure leaves no partial output.
+Replacing an earlier export swaps it out only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from edge_mtp.atomic import atomic_write
+from edge_mtp.errors import EdgeMTPError
+
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # zip's epoch: archives must not depend on when they were built
+
+
+def write_zip(src: Path, out: Path) -> None:
+    """Deflated members in name order with fixed dates and permissions: same files, same bytes."""
+    with atomic_write(out, "wb") as f, zipfile.ZipFile(f, "w") as archive:
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(src).as_posix(), ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
+
+
+def _replaceable(out: Path) -> bool:
+    return out.is_dir() and (out / "manifest.json").is_file() and not any(p.is_dir() for p in out.iterdir())
+
+
+def publish_directory(src: Path, out: Path) -> None:
+    """Move the finished directory `src` to `out` (or zip it there if `out` ends in `.zip`)."""
+    out = Path(out)
+    if out.suffix == ".zip":
+        write_zip(src, out)
+        return
+    if out.exists() and not _replaceable(out):
+        raise EdgeMTPError(f"{out}: exists and is not an earlier export (no manifest.json); refusing to replace it")
+    try:
+        staged = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    except OSError as e:
+        raise EdgeMTPError(f"{out}: cannot write ({e.strerror})") from None
+    try:
+        shutil.copytree(src, staged, dirs_exist_ok=True)  # the work dir may be on another filesystem
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staged, 0o777 & ~umask)
+        if out.exists():
+            old = staged.with_name(staged.name + ".old")
+            out.rename(old)
+            staged.rename(out)
+            shutil.rmtree(old)
+        else:
+            staged.rename(out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise

@@ -1,0 +1,37 @@
+"""Open an exported model with the runtime that fits it, recognised by its bytes, not its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_mtp.errors import EdgeMTPError
+
+LITERTLM_MAGIC, ZIP_MAGIC = b"LITERTLM", b"PK\x03\x04"
+
+
+def export_kind(path: Path | str) -> str:
+    """"litertlm" (a .litertlm bundle) or "onnx" (an ONNX export directory or its .zip)."""
+    path = Path(path)
+    if path.is_dir():
+        return "onnx"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise EdgeMTPError(f"{path}: cannot read ({e.strerror})") from None
+    if head.startswith(LITERTLM_MAGIC):
+        return "litertlm"
+    if head.startswith(ZIP_MAGIC):
+        return "onnx"
+    raise EdgeMTPError(f"{path}: expected a .litertlm bundle, an ONNX export directory or its .zip")
+
+
+def open_export(path: Path | str, threads: int = 2):
+    """A ready backend (LiteRT or ONNX Runtime) for an `edge-export` output."""
+    if export_kind(path) == "litertlm":
+        from edge_mtp.runtime.litert_backend import LiteRTBackend
+
+        return LiteRTBackend(path, threads)
+    from edge_mtp.runtime.onnx_backend import OnnxBackend
+
+    return OnnxBackend(path, threads)
