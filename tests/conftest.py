@@ -64,6 +64,10 @@ def pairs(tmp_path_factory) -> Pairs:
 
 
 BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
+# Max |logit difference| allowed between an exported fp32 graph (LiteRT/XNNPACK, onnxruntime) and the
+# PyTorch model. Other kernels sum in another order; these deliberately sharp random models amplify
+# that: even PyTorch fp32 itself is ~2e-4 away from a float64 run of the same weights.
+LOGIT_TOL = 3e-4
 
 
 class Bundles:
@@ -91,3 +95,24 @@ def bundles(pairs, tmp_path_factory) -> Bundles:
 @pytest.fixture(scope="session", params=PRESETS)
 def preset(request) -> str:
     return request.param
+
+
+class OnnxExports:
+    """Lazily exported ONNX directories per (preset, quant), like `Bundles`."""
+
+    def __init__(self, pairs: Pairs, root: Path):
+        self.pairs, self.root, self._paths = pairs, root, {}
+
+    def path(self, preset: str, quant: str = "fp32") -> Path:
+        if (preset, quant) not in self._paths:
+            from edge_mtp.export.exporter import ExportOptions, export_onnx
+
+            out = self.root / f"{preset}-{quant}-onnx"
+            export_onnx(*self.pairs.dirs(preset), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT))
+            self._paths[(preset, quant)] = out
+        return self._paths[(preset, quant)]
+
+
+@pytest.fixture(scope="session")
+def onnx_exports(pairs, tmp_path_factory) -> OnnxExports:
+    return OnnxExports(pairs, tmp_path_factory.mktemp("onnx"))

@@ -136,13 +136,14 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
 def export_onnx(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
     """Write the ONNX graphs, tokenizer and manifest to the directory `out` (or a `.zip`); returns the manifest."""
     from edge_mtp.export.onnx import convert_graphs
-    from edge_mtp.export.publish import publish_directory
+    from edge_mtp.export.publish import check_destination, publish_directory
     from edge_mtp.quantize.onnx import ONNX_QUANT_MODES, quantize_graphs
 
     out = Path(out)
     if opts.quant not in ONNX_QUANT_MODES:
         raise EdgeMTPError(f"--quant '{opts.quant}' is not supported for ONNX; "
                            f"expected one of {', '.join(ONNX_QUANT_MODES)}")
+    check_destination(out)
     target, tcfg, drafter, _ = _load(target_dir, drafter_dir, out, opts)
     kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context), strict=True))
     with tempfile.TemporaryDirectory(prefix="edge-export-onnx-") as tmp:

@@ -32,14 +32,22 @@ def _replaceable(out: Path) -> bool:
     return out.is_dir() and (out / "manifest.json").is_file() and not any(p.is_dir() for p in out.iterdir())
 
 
+def check_destination(out: Path) -> None:
+    """Fail before any work if `out` cannot receive an export."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise EdgeMTPError(f"{out}: directory {out.parent} does not exist")
+    if out.suffix != ".zip" and out.exists() and not _replaceable(out):
+        raise EdgeMTPError(f"{out}: exists and is not an earlier export (no manifest.json); refusing to replace it")
+
+
 def publish_directory(src: Path, out: Path) -> None:
     """Move the finished directory `src` to `out` (or zip it there if `out` ends in `.zip`)."""
     out = Path(out)
+    check_destination(out)
     if out.suffix == ".zip":
         write_zip(src, out)
         return
-    if out.exists() and not _replaceable(out):
-        raise EdgeMTPError(f"{out}: exists and is not an earlier export (no manifest.json); refusing to replace it")
     try:
         staged = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     except OSError as e:

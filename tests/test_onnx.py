@@ -1,0 +1,201 @@
+"""ONNX exports: every graph against the PyTorch model, the ONNX Runtime loop against the torch and LiteRT
+backends, the in-place K/V binding, quantized exports, determinism and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from conftest import BUNDLE_CONTEXT, BUNDLE_K, BUNDLE_PREFILL, LOGIT_TOL
+from edge_mtp.export.graphs import kv_names
+from edge_mtp.runtime import LoopConfig, generate
+from edge_mtp.runtime.litert_backend import LiteRTBackend
+from edge_mtp.runtime.onnx_backend import OnnxBackend
+from edge_mtp.runtime.torch_backend import open_torch_backend
+from edge_mtp.runtime.views import drafter_views
+
+NEW = 40
+
+
+def _torch(pairs, preset):
+    return open_torch_backend(*pairs.dirs(preset), context=BUNDLE_CONTEXT)[0]
+
+
+def _diff(a, b) -> float:
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+
+
+def _rounds(gen):
+    return [(r.drafts, r.accepted, r.emitted) for r in gen.rounds]
+
+
+def test_every_graph_matches_pytorch(pairs, onnx_exports, preset):
+    """Embedders, prefill (41 tokens in one call), verify (K+1 at an offset), drafter step on stale slots."""
+    ox, ref = OnnxBackend(onnx_exports.path(preset)), _torch(pairs, preset)
+    ids = [5, 300, 4000]
+    embedded = ox._embed(ids)
+    assert _diff(embedded["embeddings"][0], ref.target.embed(torch.tensor([ids]))[0]) <= 1e-6
+    prompt = list(range(300, 341))
+    a, b = ox.prefill(prompt), ref.prefill(prompt)
+    assert _diff(a.logits, b.logits) <= LOGIT_TOL and _diff(a.hidden, b.hidden) <= LOGIT_TOL * 10
+    tokens = [7, 8, 9, 10, 11]
+    a, b = ox.verify(tokens, len(prompt)), ref.verify(tokens, len(prompt))
+    assert _diff(a.logits, b.logits) <= LOGIT_TOL and _diff(a.hidden, b.hidden) <= LOGIT_TOL * 10
+    views = drafter_views(len(prompt), len(prompt) + 4, len(prompt) + 3, ox.sliding_window)
+    carry = b.hidden[2]
+    (la, ca), (lb, cb) = ox.draft(12, carry, len(prompt) + 2, views), ref.draft(12, carry, len(prompt) + 2, views)
+    assert _diff(la, lb) <= LOGIT_TOL and _diff(ca, cb) <= LOGIT_TOL and int(np.argmax(la)) == int(np.argmax(lb))
+
+
+def test_cache_is_updated_in_place(pairs, onnx_exports):
+    """The bound OrtValues *are* the cache: after prefill + a rolled-back verify their rows equal PyTorch's."""
+    ox, ref = OnnxBackend(onnx_exports.path("tiny-e2b")), _torch(pairs, "tiny-e2b")
+    for backend in (ox, ref):
+        backend.prefill(list(range(100, 120)))
+        backend.verify([1, 2, 3, 4, 5], 20)
+        backend.rollback(22)
+        backend.verify([6, 7], 22)
+    for i, name in enumerate(kv_names(ref.target.cfg)):  # the order of Gemma4Target.kv_shapes
+        assert _diff(ox.kv[name].numpy(), ref.kv[i].numpy()) <= 1e-4, name
+
+
+@pytest.mark.parametrize("k", [pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow),
+                               pytest.param(3, marks=pytest.mark.slow), 4])
+def test_onnx_trace_equals_torch_and_litert(pairs, onnx_exports, bundles, preset, k):
+    ox, lite = OnnxBackend(onnx_exports.path(preset)), LiteRTBackend(bundles.path(preset))
+    accepted = 0
+    for prompt in pairs.prompts(preset)[:2] + [list(range(500, 540))]:
+        cfg = LoopConfig(draft_len=k, max_new_tokens=NEW)
+        ours = generate(ox, prompt, cfg)
+        assert _rounds(ours) == _rounds(generate(_torch(pairs, preset), prompt, cfg))
+        assert _rounds(ours) == _rounds(generate(lite, prompt, cfg))
+        accepted += sum(r.accepted for r in ours.rounds)
+    assert accepted > 0  # the distilled prompts exercise acceptance, not just rejection
+
+
+def test_seeded_sampling_trace_equals_torch(pairs, onnx_exports):
+    from edge_mtp.runtime import SamplingConfig
+
+    cfg = LoopConfig(draft_len=BUNDLE_K, max_new_tokens=24, sampling=SamplingConfig(0.8, 0, 1.0, 7))
+    prompt = pairs.prompts("tiny-e2b")[0]
+    ours = generate(OnnxBackend(onnx_exports.path("tiny-e2b")), prompt, cfg)
+    assert _rounds(ours) == _rounds(generate(_torch(pairs, "tiny-e2b"), prompt, cfg))
+
+
+def _initializer_types(path) -> set[str]:
+    model = onnx.load(path)
+    return {n.op_type for n in model.graph.node}
+
+
+@pytest.mark.parametrize("quant, ops, ratio", [
+    pytest.param("fp16", {"Cast"}, 0.55, marks=pytest.mark.slow),
+    ("int8", {"MatMulInteger", "DynamicQuantizeLinear"}, 0.4),
+    pytest.param("int4", {"MatMulNBits", "GatherBlockQuantized"}, 0.3, marks=pytest.mark.slow),
+])
+def test_quantized_exports_are_smaller_and_run(pairs, onnx_exports, quant, ops, ratio):
+    """Sizes shrink, the quantized ops are there (the LM head included), the loop runs."""
+    fp32, small = onnx_exports.path("tiny-e2b"), onnx_exports.path("tiny-e2b", quant)
+    size = lambda d: sum(p.stat().st_size for p in d.glob("*.onnx"))  # noqa: E731
+    assert size(small) < size(fp32) * ratio
+    found = set().union(*(_initializer_types(p) for p in small.glob("*.onnx")))
+    assert ops <= found
+    target = onnx.load(small / "target.onnx")
+    vocab, hidden = OnnxBackend(small).vocab_size, target.graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    float_heads = [t.name for t in target.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
+                   and sorted(t.dims) == sorted([vocab, hidden])]
+    assert float_heads == []  # the tied LM head is quantized too
+    gen = generate(OnnxBackend(small), pairs.prompts("tiny-e2b")[0], LoopConfig(draft_len=BUNDLE_K, max_new_tokens=NEW))
+    assert len(gen.tokens) == NEW
+
+
+def _tree_sha(directory) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.slow
+def test_export_is_byte_identical_and_zip_runs(pairs, onnx_exports, tmp_path):
+    from edge_mtp.export.exporter import ExportOptions, export_onnx
+
+    opts = ExportOptions("fp32", BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT)
+    export_onnx(*pairs.dirs("tiny-e2b"), tmp_path / "again", opts)
+    assert _tree_sha(tmp_path / "again") == _tree_sha(onnx_exports.path("tiny-e2b"))
+    from edge_mtp.export.publish import write_zip
+
+    write_zip(tmp_path / "again", tmp_path / "a.zip")
+    write_zip(onnx_exports.path("tiny-e2b"), tmp_path / "b.zip")
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    prompt = pairs.prompts("tiny-e2b")[0]
+    cfg = LoopConfig(draft_len=BUNDLE_K, max_new_tokens=8)
+    assert generate(OnnxBackend(tmp_path / "a.zip"), prompt, cfg).tokens == \
+        generate(OnnxBackend(tmp_path / "again"), prompt, cfg).tokens
+
+
+def _broken_copy(onnx_exports, tmp_path, case):
+    src = onnx_exports.path("tiny-e2b")
+    broken = tmp_path / "broken"
+    shutil.copytree(src, broken)
+    if case == "truncated":
+        data = (src / "target.onnx").read_bytes()
+        (broken / "target.onnx").write_bytes(data[: len(data) // 3])
+    elif case == "foreign-drafter":  # a drafter graph exported for another target (other cache shapes)
+        shutil.copy(onnx_exports.path("tiny-e4b") / "drafter.onnx", broken / "drafter.onnx")
+    elif case == "missing-graph":
+        (broken / "drafter.onnx").unlink()
+    elif case == "manifest":
+        (broken / "manifest.json").write_text('{"container": "onnx"}')
+    return broken
+
+
+@pytest.mark.parametrize("case, message", [
+    ("truncated", "target.onnx: onnxruntime cannot load this graph"),
+    ("foreign-drafter", "drafter.onnx: input tensor 'kv_cache_k_"),
+    ("missing-graph", "drafter.onnx: the manifest lists graph 'drafter' but the file is missing"),
+    ("manifest", "manifest.json: field 'graphs' is missing"),
+])
+def test_bad_onnx_export_is_a_one_line_error(onnx_exports, tmp_path, capsys, case, message):
+    from edge_mtp.cli import main
+
+    broken = _broken_copy(onnx_exports, tmp_path, case)
+    assert main(["run", str(broken), "--prompt-ids", "2,3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize("case, message", [
+    ("quant", "--quant 'mixed' is not supported for ONNX"),
+    ("occupied", "exists and is not an earlier export"),
+])
+def test_bad_onnx_export_command_writes_nothing(pairs, tmp_path, capsys, case, message):
+    from edge_mtp.cli import export_main
+
+    target, drafter = pairs.dirs("tiny-e2b")
+    out = tmp_path / "out"
+    if case == "occupied":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    args = ["--format", "onnx", "--target", str(target), "--drafter", str(drafter), "-o", str(out)]
+    assert export_main(args + (["--quant", "mixed"] if case == "quant" else [])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out"] if case == "occupied" else [])
+    if case == "occupied":
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_verify_and_inspect_commands_on_onnx(pairs, onnx_exports, capsys, monkeypatch):
+    from edge_mtp.cli import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    target, drafter = pairs.dirs("tiny-e2b")
+    assert main(["verify", str(onnx_exports.path("tiny-e2b")), "--target", str(target), "--drafter", str(drafter)]) == 0
+    out = capsys.readouterr().out
+    assert "identical" in out and "FAIL" not in out and "size (fp32)" in out
+    assert main(["inspect", str(onnx_exports.path("tiny-e2b"))]) == 0
+    out = capsys.readouterr().out
+    for name in ("embedder.onnx", "per_layer_embedder.onnx", "target.onnx", "drafter.onnx", "bytes read per target"):
+        assert name in out
