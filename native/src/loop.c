@@ -126,7 +126,7 @@ static int push_round(emtp_generation *g, emtp_round *r, const int32_t *drafts, 
     r->drafts = block;
     r->target = block + nd;
     r->emitted = block + nd + nt;
-    memcpy(r->drafts, drafts, sizeof(int32_t) * (size_t)nd);
+    if (nd) memcpy(r->drafts, drafts, sizeof(int32_t) * (size_t)nd);
     memcpy(r->target, target, sizeof(int32_t) * (size_t)nt);
     memcpy(r->emitted, emitted, sizeof(int32_t) * (size_t)ne);
     r->n_drafts = nd;
