@@ -14,9 +14,20 @@ import subprocess
 import pytest
 
 from edge_mtp.cli import main
-from edge_mtp.runtime import LoopConfig, SamplingConfig, generate, read_trace, trace_lines
+from edge_mtp.runtime import (
+    LoopConfig,
+    SamplingConfig,
+    generate,
+    read_trace,
+    trace_lines,
+)
 from edge_mtp.runtime.litert_backend import LiteRTBackend
-from edge_mtp.runtime.native import compare_traces, find_binary, litert_library, run_native
+from edge_mtp.runtime.native import (
+    compare_traces,
+    find_binary,
+    litert_library,
+    run_native,
+)
 
 BINARY = find_binary()
 pytestmark = pytest.mark.skipif(BINARY is None, reason="native/build/edge-mtp-native is not built (make -C native)")
