@@ -55,6 +55,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense-head", action="store_true", help="drafter: full-vocab head instead of centroids")
     p.add_argument("--trace", type=Path, help="write the edge-mtp-trace/1 step trace here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--backend", choices=("python", "native"), default="python",
+                   help="BUNDLE only: the Python loop, or the native C core (native/build/edge-mtp-native)")
 
 
 def _loop_config(args, default_k: int | None):
@@ -96,10 +98,34 @@ def _open_run(args):
     return None, codec, tcfg.text.vocab_size, dcfg.num_assistant_tokens
 
 
+def _run_native(args) -> int:
+    """`run BUNDLE --backend native`: the same flags, handed to the C CLI (ids in, ids out)."""
+    from edge_mtp.runtime.native import run_native
+
+    if args.bundle is None or args.target or args.drafter:
+        raise EdgeMTPError("--backend native runs a BUNDLE (not --target/--drafter)")
+    if args.prompt is not None:
+        raise EdgeMTPError("--backend native takes --prompt-ids (the native core has no tokenizer)")
+    if args.context is not None or args.prefill_chunk is not None or args.dtype != "auto" or args.dense_head:
+        raise EdgeMTPError("--context/--prefill-chunk/--dtype/--dense-head apply to the PyTorch backend only")
+    flags = ["--prompt-ids", ",".join(map(str, args.prompt_ids)), "--max-new-tokens", str(args.max_new_tokens),
+             "--temperature", repr(args.temperature), "--top-k", str(args.top_k), "--top-p", repr(args.top_p),
+             "--seed", str(args.seed), "--kv-view", args.kv_view]
+    if args.draft_len is not None:
+        flags += ["--draft-len", str(args.draft_len)]
+    if args.trace:
+        flags += ["--trace", str(args.trace)]
+    if args.json:
+        flags.append("--json")
+    return run_native(args.bundle, flags).returncode
+
+
 def cmd_run(args) -> int:
     from edge_mtp.runtime import generate, trace_lines, write_trace
     from edge_mtp.runtime.torch_backend import open_torch_backend
 
+    if getattr(args, "backend", "python") == "native":
+        return _run_native(args)
     backend, codec, vocab, default_k = _open_run(args)
     prompt = codec.encode(args.prompt) if codec else args.prompt_ids
     if not prompt:

@@ -1,0 +1,77 @@
+"""Per-step overhead of the native C loop vs the raw graph time, and the C vs Python loop per round.
+
+For each bundle and K, runs `native/build/edge-mtp-native` (greedy, `--max-new-tokens N`) `--reps`
+times and reads its step trace: every decode round records `ms.draft + ms.verify` (the round's wall
+time in the C loop) and `ms.graph` (time spent inside `LiteRtRunCompiledModel`, embedder calls
+included). Overhead = wall - graph: buffer lock/copy, argmax, drafter views, bookkeeping. The Python
+reference loop (`edge_mtp.runtime.litert_backend`, same bundle, same prompt) is timed the same way
+for comparison (its trace has no graph time, so only its wall per round). Medians over all decode
+rounds of all repetitions.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_native.py BUNDLE [BUNDLE...] --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from edge_mtp.runtime import LoopConfig, generate
+from edge_mtp.runtime.litert_backend import LiteRTBackend
+from edge_mtp.runtime.native import run_native
+
+
+def _native_rounds(bundle: Path, prompt: list[int], k: int, new: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as d:
+        trace = Path(d) / "t.jsonl"
+        proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k),
+                                   "--max-new-tokens", str(new), "--trace", str(trace)], capture=True)
+        if proc.returncode:
+            raise SystemExit(proc.stderr[-2000:])
+        lines = [json.loads(s) for s in trace.read_text().splitlines()]
+    return [x for x in lines if x["type"] == "round" and x["index"] > 0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bundles", nargs="+", type=Path)
+    ap.add_argument("--ks", default="0,1,2,3,4")
+    ap.add_argument("--new", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--prompt", default="150,1833,1546,1120,4026,1758,981,1228,1254,3102,3993,3477")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    prompt = [int(t) for t in args.prompt.split(",")]
+    results = []
+    for bundle in args.bundles:
+        for k in (int(x) for x in args.ks.split(",")):
+            rounds, py_wall = [], []
+            for _ in range(args.reps):
+                rounds += _native_rounds(bundle, prompt, k, args.new)
+                gen = generate(LiteRTBackend(bundle), prompt, LoopConfig(draft_len=k, max_new_tokens=args.new))
+                py_wall += [r.ms.get("draft", 0.0) + r.ms["verify"] for r in gen.rounds[1:]]
+            wall = [r["ms"].get("draft", 0.0) + r["ms"]["verify"] for r in rounds]
+            graph = [r["ms"]["graph"] for r in rounds]
+            over = [w - g for w, g in zip(wall, graph, strict=True)]
+            row = {
+                "bundle": bundle.name, "k": k, "rounds": len(rounds),
+                "tokens_per_round": sum(len(r["emitted"]) for r in rounds) / len(rounds),
+                "c_wall_ms": statistics.median(wall), "c_graph_ms": statistics.median(graph),
+                "c_overhead_ms": statistics.median(over),
+                "c_overhead_pct": 100.0 * sum(over) / sum(wall),
+                "python_wall_ms": statistics.median(py_wall),
+            }
+            results.append(row)
+            print(f"{row['bundle']:24s} K={k}  rounds {row['rounds']:4d}  tok/round {row['tokens_per_round']:.2f}  "
+                  f"C wall {row['c_wall_ms']:.3f} ms = graph {row['c_graph_ms']:.3f} + overhead "
+                  f"{row['c_overhead_ms']:.3f} ms ({row['c_overhead_pct']:.1f}%)  | Python wall {row['python_wall_ms']:.3f} ms",
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

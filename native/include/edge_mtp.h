@@ -1,0 +1,244 @@
+/* edge-mtp native core: the speculative decoding loop (draft -> verify -> accept -> roll back) in C11.
+ *
+ * The loop mirrors src/edge_mtp/runtime/loop.py step for step and writes the step trace of
+ * shared/contracts/trace-v1.md. It reaches models only through `emtp_backend` (a small vtable), so the
+ * LiteRT backend (litert.c, libLiteRt.so through dlopen), the fake model of the tests and later the
+ * JNI/Swift layers share one loop. No globals; C11 + libc (+ dlopen for the LiteRT backend only).
+ * Every fallible call returns 0 or an EMTP_E* code and fills an `emtp_error`.
+ */
+#ifndef EDGE_MTP_H
+#define EDGE_MTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+enum {
+    EMTP_OK = 0,
+    EMTP_EUSAGE = 1,   /* bad arguments (CLI exit code 2, like the Python CLI) */
+    EMTP_EIO = 2,      /* cannot read or write a file */
+    EMTP_EBUNDLE = 3,  /* the .litertlm container or its manifest is malformed */
+    EMTP_ELITERT = 4,  /* libLiteRt.so missing, or one of its calls failed */
+    EMTP_ENOMEM = 5,
+    EMTP_ESTATE = 6    /* the backend was driven inconsistently (a bug) */
+};
+
+typedef struct emtp_error {
+    int code;
+    char message[512];
+} emtp_error;
+
+/* Sets err (if not NULL) and returns code. */
+int emtp_fail(emtp_error *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- sampling (runtime/sampling.py) ------------------------------------------------------------ */
+typedef struct emtp_pcg32 {
+    uint64_t state, inc;
+} emtp_pcg32;
+
+void emtp_pcg32_seed(emtp_pcg32 *rng, uint64_t seed, uint64_t stream);
+uint32_t emtp_pcg32_next(emtp_pcg32 *rng);
+double emtp_pcg32_uniform(emtp_pcg32 *rng); /* 53 bits from two outputs, as numpy */
+
+#define EMTP_PCG_STREAM 54u
+
+typedef struct emtp_sampling {
+    double temperature; /* > 0 */
+    int top_k;          /* 0 = off */
+    double top_p;       /* 1.0 = off */
+    uint64_t seed;
+} emtp_sampling;
+
+/* Workspace for distributions over a vocabulary of n ids. */
+typedef struct emtp_sampler {
+    emtp_sampling cfg;
+    emtp_pcg32 rng;
+    int n;
+    int *order;     /* n */
+    double *kept;   /* n */
+    double *work;   /* n */
+} emtp_sampler;
+
+int emtp_sampler_init(emtp_sampler *s, const emtp_sampling *cfg, int vocab, emtp_error *err);
+void emtp_sampler_free(emtp_sampler *s);
+/* probs[n] = the processed distribution of a logit row (temperature, top-k, top-p, softmax). */
+void emtp_distribution(emtp_sampler *s, const float *logits, double *probs);
+/* Inverse-CDF draw in id order for a given uniform u; never an id of probability 0. */
+int emtp_draw(const double *probs, int n, double u, double *work);
+int emtp_sample(emtp_sampler *s, const double *probs);
+int emtp_accept(emtp_sampler *s, double p, double q);
+/* out = norm(max(p - q, 0)), or p when that is all zero. */
+void emtp_residual(const double *p, const double *q, int n, double *out);
+/* numpy's pairwise summation (np.sum of a contiguous float64 array), bit for bit. */
+double emtp_pairwise_sum(const double *a, ptrdiff_t n);
+int emtp_argmax(const float *row, int n);
+
+/* ---- backend vtable ---------------------------------------------------------------------------- */
+typedef struct emtp_views {
+    int sliding_lo, sliding_hi; /* inclusive slot ranges */
+    int full_lo, full_hi;
+} emtp_views;
+
+enum { EMTP_KV_HF = 0, EMTP_KV_CLEAN = 1 };
+
+/* The views of a round that starts with `length` known tokens (runtime/views.py drafter_views). */
+emtp_views emtp_drafter_views(int prev_first, int prev_last, int length, int window, int mode);
+
+typedef struct emtp_backend_ops {
+    /* Prompt at positions 0..n-1; logits [V] and hidden [H] of the last position. */
+    int (*prefill)(void *self, const int32_t *tokens, int n, float *logits, float *hidden, emtp_error *err);
+    /* tokens at start..start+n-1 (any n >= 1); logits [n*V], hidden [n*H]. */
+    int (*verify)(void *self, const int32_t *tokens, int n, int start, float *logits, float *hidden,
+                  emtp_error *err);
+    /* Only the first `length` positions are valid now. */
+    void (*rollback)(void *self, int length);
+    /* One drafter step: logits [V], carry_out [H]. */
+    int (*draft)(void *self, int32_t token, const float *carry, int position, const emtp_views *views,
+                 float *logits, float *carry_out, emtp_error *err);
+    void (*destroy)(void *self);
+} emtp_backend_ops;
+
+#define EMTP_MAX_STOP 16
+
+typedef struct emtp_backend {
+    const emtp_backend_ops *ops;
+    void *self;
+    const char *name;        /* e.g. "litert-c", "fake" */
+    char model_id[80];       /* trace `model` */
+    int vocab_size, hidden_size, context, sliding_window;
+    int max_verify;          /* tokens the one-call verify graph takes (K_max + 1); informational */
+    int default_draft_len;   /* the bundle's K */
+    int has_drafter;
+    int32_t stop_ids[EMTP_MAX_STOP];
+    int n_stop;
+    double graph_ms;         /* running total of time inside graph runs (0 if the backend does not time) */
+} emtp_backend;
+
+void emtp_backend_destroy(emtp_backend *b);
+
+/* ---- the loop (runtime/loop.py) ---------------------------------------------------------------- */
+#define EMTP_TOP_LOGITS 5
+
+typedef struct emtp_config {
+    int draft_len;      /* K; 0 = plain decoding */
+    int max_new_tokens;
+    int sample;         /* 0 = greedy */
+    emtp_sampling sampling;
+    int kv_view;        /* EMTP_KV_HF or EMTP_KV_CLEAN */
+} emtp_config;
+
+typedef struct emtp_round {
+    int index, position;
+    int n_drafts, n_target, n_emitted, accepted;
+    int32_t *drafts, *target, *emitted; /* one allocation, owned by the round */
+    int n_top;
+    int32_t top_ids[EMTP_TOP_LOGITS];
+    float top_values[EMTP_TOP_LOGITS];
+    int has_draft_ms;
+    double ms_draft, ms_verify, ms_graph; /* ms_graph: backend graph time inside this round */
+} emtp_round;
+
+typedef struct emtp_generation {
+    int32_t *prompt;
+    int n_prompt;
+    int32_t *tokens;
+    int n_tokens, cap_tokens;
+    emtp_round *rounds;
+    int n_rounds, cap_rounds;
+    const char *stop; /* "eos" | "max_new_tokens" | "context" */
+} emtp_generation;
+
+/* Runs the loop; on success *out owns its memory (emtp_generation_free), on failure nothing leaks. */
+int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const emtp_config *cfg,
+                  emtp_generation *out, emtp_error *err);
+void emtp_generation_free(emtp_generation *g);
+
+/* ---- trace (runtime/trace.py, shared/contracts/trace-v1.md) ------------------------------------ */
+int emtp_write_trace(FILE *f, const emtp_generation *g, const emtp_config *cfg, const char *implementation,
+                     const char *model, emtp_error *err);
+int emtp_write_trace_file(const char *path, const emtp_generation *g, const emtp_config *cfg,
+                          const char *implementation, const char *model, emtp_error *err);
+/* The summary object (one line, no newline), as in the trace and `--json`. */
+int emtp_write_summary(FILE *f, const emtp_generation *g, int draft_len, emtp_error *err);
+/* The summary line's fields; per_slot has cfg->draft_len entries (caller-allocated). */
+void emtp_summary(const emtp_generation *g, int draft_len, int *drafted, int *accepted, double *per_slot,
+                  double *mean_emitted);
+/* Shortest text that reads back as the same double (like Python's repr); buf >= 32 bytes. */
+void emtp_format_double(double v, char *buf, size_t size);
+
+/* ---- JSON (a small DOM reader, enough for the manifest) ---------------------------------------- */
+enum { EMTP_JSON_NULL, EMTP_JSON_BOOL, EMTP_JSON_NUMBER, EMTP_JSON_STRING, EMTP_JSON_ARRAY, EMTP_JSON_OBJECT };
+
+typedef struct emtp_json {
+    int type;
+    double number;       /* NUMBER, BOOL (0/1) */
+    char *string;        /* STRING (NUL-terminated, unescaped); for members of an OBJECT: see `key` */
+    char *key;           /* set on members of an object */
+    struct emtp_json *child; /* first element/member */
+    struct emtp_json *next;  /* next sibling */
+    int count;           /* elements / members */
+} emtp_json;
+
+int emtp_json_parse(const char *text, size_t n, emtp_json **root, emtp_error *err);
+void emtp_json_free(emtp_json *root);
+const emtp_json *emtp_json_get(const emtp_json *object, const char *key);
+const emtp_json *emtp_json_at(const emtp_json *array, int index);
+
+/* ---- the .litertlm container (src/edge_mtp/litertlm.py) ---------------------------------------- */
+typedef struct emtp_section {
+    char kind[64];       /* model_type ("tf_lite_prefill_decode", ...) or the data type name */
+    uint64_t begin, end;
+    int is_manifest;     /* tagged edge_mtp=manifest */
+} emtp_section;
+
+typedef struct emtp_bundle {
+    char *path;
+    uint64_t size;
+    emtp_section *sections;
+    int n_sections;
+} emtp_bundle;
+
+#define EMTP_MAX_KV 64
+
+typedef struct emtp_manifest {
+    int n_kv;
+    char kv_names[EMTP_MAX_KV][48];
+    int kv_rank[EMTP_MAX_KV];
+    int kv_shape[EMTP_MAX_KV][4];
+    int32_t stop_ids[EMTP_MAX_STOP];
+    int n_stop;
+    int sliding_window, vocab_size, draft_len;
+    int context; /* kv_cache_k_0's third dimension */
+    char model_id[80]; /* "sha256:" + the manifest's sha256, first 16 hex digits */
+} emtp_manifest;
+
+int emtp_bundle_open(const char *path, emtp_bundle *b, emtp_error *err);
+void emtp_bundle_close(emtp_bundle *b);
+const emtp_section *emtp_bundle_find(const emtp_bundle *b, const char *kind);
+int emtp_bundle_read(const emtp_bundle *b, const emtp_section *s, unsigned char **data, size_t *size,
+                     emtp_error *err);
+int emtp_bundle_manifest(const emtp_bundle *b, emtp_manifest *m, emtp_error *err);
+int emtp_manifest_parse(const char *json, size_t n, emtp_manifest *m, emtp_error *err);
+void emtp_sha256(const unsigned char *data, size_t n, unsigned char out[32]);
+
+/* ---- the LiteRT backend (litert.c) ------------------------------------------------------------- */
+typedef struct emtp_litert_options {
+    const char *library; /* path of libLiteRt.so; NULL = $EDGE_MTP_LITERT_LIB, then the build default */
+} emtp_litert_options;
+
+int emtp_litert_open(const char *bundle_path, const emtp_litert_options *opts, emtp_backend *out,
+                     emtp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

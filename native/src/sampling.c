@@ -1,0 +1,168 @@
+/* Seeded sampling, bit for bit as src/edge_mtp/runtime/sampling.py (PCG32, 53-bit uniforms, float64
+ * distributions with numpy's pairwise sums). The one known gap: numpy's SIMD exp can differ from libm's
+ * exp by 1 ulp, which changes a draw only if a uniform falls within ~1e-16 of a CDF boundary. */
+#include "edge_mtp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PCG_MULT 6364136223846793005ULL
+
+uint32_t emtp_pcg32_next(emtp_pcg32 *rng) {
+    uint64_t old = rng->state;
+    rng->state = old * PCG_MULT + rng->inc;
+    uint32_t xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
+    uint32_t rot = (uint32_t)(old >> 59);
+    return (xorshifted >> rot) | (xorshifted << ((-rot) & 31u));
+}
+
+void emtp_pcg32_seed(emtp_pcg32 *rng, uint64_t seed, uint64_t stream) {
+    rng->inc = (stream << 1) | 1u;
+    rng->state = 0;
+    emtp_pcg32_next(rng);
+    rng->state += seed;
+    emtp_pcg32_next(rng);
+}
+
+double emtp_pcg32_uniform(emtp_pcg32 *rng) {
+    uint32_t a = emtp_pcg32_next(rng) >> 5;
+    uint32_t b = emtp_pcg32_next(rng) >> 6;
+    return ((double)a * 67108864.0 + (double)b) / 9007199254740992.0;
+}
+
+/* numpy/_core/src/umath/loops_utils.h.src pairwise_sum for float64 (PW_BLOCKSIZE 128). */
+double emtp_pairwise_sum(const double *a, ptrdiff_t n) {
+    if (n < 8) {
+        double res = 0.0;
+        for (ptrdiff_t i = 0; i < n; i++) res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        ptrdiff_t i;
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    ptrdiff_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return emtp_pairwise_sum(a, n2) + emtp_pairwise_sum(a + n2, n - n2);
+}
+
+int emtp_argmax(const float *row, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (row[i] > row[best]) best = i; /* first maximum, as np.argmax (no NaNs expected) */
+    return best;
+}
+
+int emtp_sampler_init(emtp_sampler *s, const emtp_sampling *cfg, int vocab, emtp_error *err) {
+    memset(s, 0, sizeof *s);
+    if (!(cfg->temperature > 0) || !(cfg->top_p > 0 && cfg->top_p <= 1) || cfg->top_k < 0 || vocab < 1)
+        return emtp_fail(err, EMTP_EUSAGE, "--temperature must be > 0 for sampling and --top-p in (0, 1]");
+    s->cfg = *cfg;
+    s->n = vocab;
+    emtp_pcg32_seed(&s->rng, cfg->seed, EMTP_PCG_STREAM);
+    s->order = malloc(sizeof(int) * (size_t)vocab);
+    s->kept = malloc(sizeof(double) * (size_t)vocab);
+    s->work = malloc(sizeof(double) * (size_t)vocab);
+    if (!s->order || !s->kept || !s->work) {
+        emtp_sampler_free(s);
+        return emtp_fail(err, EMTP_ENOMEM, "out of memory (sampler over %d ids)", vocab);
+    }
+    return EMTP_OK;
+}
+
+void emtp_sampler_free(emtp_sampler *s) {
+    free(s->order);
+    free(s->kept);
+    free(s->work);
+    s->order = NULL;
+    s->kept = s->work = NULL;
+}
+
+/* Sort ids by value descending, ties smaller id first (np.lexsort((arange, -x))). In-place merge sort
+ * on `order` keyed by x: stable, so starting from id order gives the tie rule. */
+static void sort_desc(int *order, int *tmp, const double *x, int n) {
+    for (int width = 1; width < n; width *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * width) {
+            int mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = (x[order[j]] > x[order[i]]) ? order[j++] : order[i++];
+            while (i < mid) tmp[k++] = order[i++];
+            while (j < hi) tmp[k++] = order[j++];
+        }
+        memcpy(order, tmp, sizeof(int) * (size_t)n);
+    }
+}
+
+void emtp_distribution(emtp_sampler *s, const float *logits, double *probs) {
+    int n = s->n;
+    double *x = probs; /* x lives in probs until the end (probs is rebuilt from kept) */
+    for (int i = 0; i < n; i++) x[i] = (double)logits[i] / s->cfg.temperature;
+    for (int i = 0; i < n; i++) s->order[i] = i;
+    sort_desc(s->order, (int *)(void *)s->work, x, n); /* work has room for n doubles >= n ints */
+    int m = s->cfg.top_k && s->cfg.top_k < n ? s->cfg.top_k : n;
+    double top = x[s->order[0]];
+    for (int i = 0; i < m; i++) s->kept[i] = exp(x[s->order[i]] - top);
+    double total = emtp_pairwise_sum(s->kept, m);
+    for (int i = 0; i < m; i++) s->kept[i] /= total;
+    if (s->cfg.top_p < 1.0) {
+        double run = 0.0;
+        int cut = m; /* searchsorted(cumsum, top_p) + 1, capped at m */
+        for (int i = 0; i < m; i++) {
+            run += s->kept[i];
+            if (run >= s->cfg.top_p) {
+                cut = i + 1;
+                break;
+            }
+        }
+        double sub = emtp_pairwise_sum(s->kept, cut);
+        for (int i = 0; i < cut; i++) s->kept[i] /= sub;
+        m = cut;
+    }
+    for (int i = 0; i < n; i++) probs[i] = 0.0;
+    for (int i = 0; i < m; i++) probs[s->order[i]] = s->kept[i];
+}
+
+int emtp_draw(const double *probs, int n, double u, double *work) {
+    double run = 0.0;
+    int last_nonzero = 0;
+    for (int i = 0; i < n; i++) {
+        run += probs[i];
+        work[i] = run;
+        if (probs[i] != 0.0) last_nonzero = i;
+    }
+    double v = u * work[n - 1];
+    int idx = n;
+    for (int i = 0; i < n; i++)
+        if (work[i] > v) {
+            idx = i;
+            break;
+        }
+    return idx < last_nonzero ? idx : last_nonzero;
+}
+
+int emtp_sample(emtp_sampler *s, const double *probs) {
+    return emtp_draw(probs, s->n, emtp_pcg32_uniform(&s->rng), s->work);
+}
+
+int emtp_accept(emtp_sampler *s, double p, double q) {
+    return emtp_pcg32_uniform(&s->rng) * q < p;
+}
+
+void emtp_residual(const double *p, const double *q, int n, double *out) {
+    for (int i = 0; i < n; i++) {
+        double d = p[i] - q[i];
+        out[i] = d > 0.0 ? d : 0.0; /* np.maximum(d, 0.0); d is never NaN here */
+    }
+    double total = emtp_pairwise_sum(out, n);
+    if (total > 0)
+        for (int i = 0; i < n; i++) out[i] /= total;
+    else
+        memcpy(out, p, sizeof(double) * (size_t)n);
+}
