@@ -298,7 +298,8 @@ case "$1" in
   push) [ -e "$2" ] || exit 1 ;;
   pull)
     case "$2" in
-      */.) cp "$FIX/mtp_$mode"/bench.json "$3"; cp "$FIX/mtp_$mode"/*.jsonl "$3" 2>/dev/null || true ;;
+      */out/mtp_*) d="$3/$(basename "$2")"; mkdir -p "$d"; cp "$FIX/mtp_$mode"/bench.json "$d"
+                   cp "$FIX/mtp_$mode"/*.jsonl "$d" 2>/dev/null || true ;;
       *.perfetto-trace) echo "not a real trace" > "$3" ;;
       *) exit 1 ;;
     esac ;;
@@ -348,3 +349,64 @@ def test_run_energy_against_a_fake_phone(tmp_path):
             "bench.json", "batterystats.txt", "counters.csv", "energy.perfetto-trace"}
     summary = summarize(out)
     assert [r["j_per_token"] for r in summary["runs"]] == pytest.approx([0.44, 0.29232])
+
+
+def test_xctrace_short_row(tmp_path):
+    text = (IOS / "mtp_on" / "signposts.xml").read_text()
+    f = tmp_path / "short.xml"
+    f.write_text(text.replace('<process ref="8"/><sentinel/><sentinel/></row>', "</row>", 1))
+    with pytest.raises(EdgeMTPError, match=r"short\.xml: .*row 2 has 7 cells for 10 columns"):
+        signpost_intervals(f)
+
+
+@pytest.mark.parametrize("window", [[20, 10], ["a", "b"], [1]])
+def test_bench_bad_window(tmp_path, window):
+    doc = json.loads((OFF / "bench.json").read_text())
+    doc["window_boottime_ns"] = window
+    f = tmp_path / "bench.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(EdgeMTPError, match="window_boottime_ns"):
+        parse_bench(f)
+
+
+FAKE_XCRUN = r"""#!/usr/bin/env bash
+# Stands in for xcrun devicectl / xctrace: records each call, copies the iOS fixtures where a phone
+# and Instruments would put files.
+echo "$*" >> "$STATE/calls.log"
+arg() { local want=$1; shift; while [ $# -gt 1 ]; do [ "$1" = "$want" ] && { echo "$2"; return; }; shift; done; }
+case "$1 $2 $3" in
+  "devicectl device copy")
+    if [ "$4" = from ]; then
+      src=$(arg --source "$@"); dst=$(arg --destination "$@")
+      mkdir -p "$dst"; cp "$FIX/$(basename "$src")/bench.json" "$dst/"
+    fi ;;
+  "xctrace record "*) mkdir -p "$(arg --output "$@")" ;;
+  "xctrace export "*)
+    out=$(arg --output "$@")
+    if [ -n "$(arg --xpath "$@")" ]; then cp "$FIX/mtp_on/signposts.xml" "$out"
+    else echo "<trace-toc/>" > "$out"; fi ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def test_ios_record_against_a_fake_mac(tmp_path):
+    bin_dir, state, out = tmp_path / "bin", tmp_path / "state", tmp_path / "out"
+    bin_dir.mkdir(), state.mkdir()
+    (bin_dir / "xcrun").write_text(FAKE_XCRUN)
+    (bin_dir / "xcrun").chmod(0o755)
+    bundle = tmp_path / "model.litertlm"
+    bundle.write_bytes(b"LITERTLM")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(state), "FIX": str(IOS)}
+    r = subprocess.run(["bash", str(ROOT / "profiling/ios/record.sh"), "UDID1", str(bundle), str(out),
+                        "--cooldown", "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    calls = (state / "calls.log").read_text().splitlines()
+    assert calls[0].startswith("devicectl device copy to --device UDID1 --domain-type appDataContainer")
+    record_on = next(c for c in calls if c.startswith("xctrace record") and "-mtp YES" in c)
+    assert "--instrument os_signpost" in record_on
+    assert "--launch -- dev.edgemtp.demo -bundle models/model.litertlm" in record_on
+    assert "-bench_out bench/mtp_on -exit_when_done YES" in record_on
+    summary = summarize(out)
+    assert [r["run"] for r in summary["runs"]] == ["mtp_off", "mtp_on"]
+    assert summary["runs"][1]["signposts"]["mtp_on/generate"]["count"] == 2

@@ -68,7 +68,11 @@ check_device() {
 push_inputs() {
     adb_sh mkdir -p "$APP_DIR" "$APP_DIR/out"
     $ADB push "$BUNDLE" "$APP_DIR/$(basename "$BUNDLE")" >/dev/null
-    $ADB push "$HERE/perfetto_energy.pbtxt" "$CONFIG_ON_DEVICE" >/dev/null
+    # Android 12+ perfetto reads configs from /data/misc/perfetto-configs; older ones from anywhere.
+    if ! $ADB push "$HERE/perfetto_energy.pbtxt" "$CONFIG_ON_DEVICE" >/dev/null 2>&1; then
+        CONFIG_ON_DEVICE=/data/local/tmp/edge-mtp-energy.pbtxt
+        $ADB push "$HERE/perfetto_energy.pbtxt" "$CONFIG_ON_DEVICE" >/dev/null
+    fi
     if [ -n "$PROMPT_FILE" ]; then
         $ADB push "$PROMPT_FILE" "$APP_DIR/prompt.txt" >/dev/null
     fi
@@ -144,7 +148,7 @@ run_mode() {  # $1 = off|on
     # `-c` prints the current stats in checkin format; `--checkin` would print an older saved period
     # instead when one exists (BatteryStatsService: "prefer the last complete checkin file").
     adb_sh dumpsys batterystats -c > "$local_dir/batterystats.txt"
-    $ADB pull "$remote_out/." "$local_dir/" >/dev/null
+    $ADB pull "$remote_out" "$OUT/" >/dev/null  # the remote folder is mtp_$mode too: lands in $local_dir
     $ADB pull "$remote_trace" "$local_dir/energy.perfetto-trace" >/dev/null
     export_counters "$local_dir"
 }

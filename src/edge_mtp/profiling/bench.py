@@ -58,7 +58,8 @@ def parse_bench(path: Path | str) -> Bench:
         if not isinstance(doc.get(key), kind):
             raise bad_file(path, EXPECTED, f"`{key}` missing or not {getattr(kind, '__name__', 'a number')}")
     window = doc.get("window_boottime_ns")
-    if window is not None and not (isinstance(window, list) and len(window) == 2 and window[0] < window[1]):
+    if window is not None and not (isinstance(window, list) and len(window) == 2
+                                   and all(isinstance(t, int) for t in window) and window[0] < window[1]):
         raise bad_file(path, EXPECTED, "`window_boottime_ns` must be [start, end] with start < end")
     bench = Bench(str(path), doc["platform"], doc["mtp"], doc["draft_len"], doc["tokens_generated"],
                   float(doc["wall_time_s"]), tuple(window) if window else None,

@@ -81,7 +81,9 @@ def signpost_intervals(path: Path | str, subsystem: str = SUBSYSTEM) -> list[Int
         missing = {"start", "duration", "name"} - set(t.columns)
         if missing:
             raise bad_file(path, EXPECTED, f"os-signpost-interval lacks columns {sorted(missing)}")
-        for r in t.rows:
+        for n, r in enumerate(t.rows, 1):
+            if len(r) < len(t.columns):
+                raise bad_file(path, EXPECTED, f"row {n} has {len(r)} cells for {len(t.columns)} columns")
             if r.get("subsystem", subsystem) != subsystem:
                 continue
             out.append(Interval(r["name"], r.get("category", ""),
