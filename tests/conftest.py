@@ -15,7 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # hf_oracle
 
 PRESETS = ("tiny-e2b", "tiny-e4b")
-DISTILL_STEPS = 300
+# A partly trained drafter: right often enough to save target passes, wrong often enough that every
+# acceptance count 0..K occurs on the loop tests' prompts (300 steps memorises them almost perfectly).
+DISTILL_STEPS = 100
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,9 +67,9 @@ def pairs(tmp_path_factory) -> Pairs:
 
 BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
 # Max |logit difference| allowed between an exported fp32 graph (LiteRT/XNNPACK, onnxruntime) and the
-# PyTorch model. Other kernels sum in another order; these deliberately sharp random models amplify
-# that: even PyTorch fp32 itself is ~2e-4 away from a float64 run of the same weights.
-LOGIT_TOL = 3e-4
+# PyTorch model: the issue's 1e-4. (Measured ~1e-5; see `_make_llm_like` in checkpoints/make.py for why
+# the stand-in checkpoints' attention temperature matters here.)
+LOGIT_TOL = 1e-4
 
 
 class Bundles:

@@ -10,17 +10,13 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import BUNDLE_CONTEXT, BUNDLE_K
+from conftest import BUNDLE_CONTEXT, BUNDLE_K, LOGIT_TOL
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.torch_backend import open_torch_backend
 from edge_mtp.runtime.views import drafter_views
 from hf_oracle import hf_generate
 
-# XNNPACK's fp32 kernels sum in another order than PyTorch; through 10-12 layers of these deliberately
-# sharp random models (final-norm gain up to 8, logits up to ~30) that measured 0.8e-4 (tiny-e2b) and
-# 2.5e-4 (tiny-e4b) max abs on the logits. The issue asks for 1e-4; tiny-e4b does not meet it yet.
-TOL = 3e-4
 NEW = 40
 
 
@@ -38,14 +34,14 @@ def test_every_graph_matches_pytorch(pairs, bundles, preset):
     lite, ref = LiteRTBackend(bundles.path(preset)), _torch(pairs, preset)
     prompt = list(range(300, 341))  # 40 prefilled in chunks of 32 and 8, the 41st through decode
     a, b = lite.prefill(prompt), ref.prefill(prompt)
-    assert _diff(a.logits, b.logits) <= TOL and _diff(a.hidden, b.hidden) <= TOL * 10
+    assert _diff(a.logits, b.logits) <= LOGIT_TOL and _diff(a.hidden, b.hidden) <= LOGIT_TOL * 10
     tokens = [7, 8, 9, 10, 11]
     a, b = lite.verify(tokens, len(prompt)), ref.verify(tokens, len(prompt))
-    assert _diff(a.logits, b.logits) <= TOL and _diff(a.hidden, b.hidden) <= TOL * 10
+    assert _diff(a.logits, b.logits) <= LOGIT_TOL and _diff(a.hidden, b.hidden) <= LOGIT_TOL * 10
     views = drafter_views(len(prompt), len(prompt) + 4, len(prompt) + 3, lite.sliding_window)  # stale slots
     carry = b.hidden[2]
     (la, ca), (lb, cb) = lite.draft(12, carry, len(prompt) + 2, views), ref.draft(12, carry, len(prompt) + 2, views)
-    assert _diff(la, lb) <= TOL and _diff(ca, cb) <= TOL and int(np.argmax(la)) == int(np.argmax(lb))
+    assert _diff(la, lb) <= LOGIT_TOL and _diff(ca, cb) <= LOGIT_TOL and int(np.argmax(la)) == int(np.argmax(lb))
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])

@@ -24,7 +24,7 @@ from edge_mtp.runtime.open import open_export
 from edge_mtp.runtime.torch_backend import open_torch_backend
 from edge_mtp.runtime.views import drafter_views
 
-FLOAT_TOLERANCE = 1e-3  # XNNPACK vs PyTorch fp32 on sharp random models measured <= 2.5e-4
+FLOAT_TOLERANCE = 1e-3  # any checkpoint: sharp attention amplifies fp32 rounding (tiny presets: <= 1.5e-5)
 NEW_TOKENS = 32
 
 

@@ -186,12 +186,20 @@ def _make_llm_like(model: PreTrainedModel, generator: torch.Generator, *, final_
     forgotten `layer_scalar` would go unnoticed; and its near-uniform logits make greedy decoding a matter
     of near-ties. So: norms get 1 + 0.1·N(0, 1), layer scalars U(0.5, 1.5), and the target's final norm
     (`final_norm`) a per-channel gain U(4, 8) instead.
+
+    Gemma 4 scores attention with scale 1.0 on RMS-normed q and k, so a trained model's q/k norm gains carry
+    the temperature. At gain 1 the scores of a D-wide head have std sqrt(D) (about 6-8 here): attention that
+    sharp multiplies fp32 rounding noise about a thousandfold, and two correct fp32 implementations (PyTorch
+    itself against float64, or LiteRT against PyTorch) differ by 1.5-2.6e-4 on the logits. So q_norm and
+    k_norm also get the factor D^-0.25 each, the usual softmax(q·k / sqrt(D)) temperature.
     """
     from transformers.models.gemma4.modeling_gemma4 import Gemma4RMSNorm, Gemma4TextDecoderLayer
 
-    for module in model.modules():
+    for name, module in model.named_modules():
         if isinstance(module, Gemma4RMSNorm) and module.with_scale and module is not final_norm:
             module.weight.copy_(1 + NORM_JITTER * torch.randn(module.weight.shape, generator=generator))
+            if name.endswith(("q_norm", "k_norm")):
+                module.weight.mul_(module.weight.numel() ** -0.25)
         elif isinstance(module, Gemma4TextDecoderLayer):
             low, high = LAYER_SCALAR_RANGE
             module.layer_scalar.copy_(torch.empty(module.layer_scalar.shape).uniform_(low, high, generator=generator))
