@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 
 from edge_mtp.cli import main
-from edge_mtp.runtime import LoopConfig, SamplingConfig, generate, trace_lines, write_trace
+from edge_mtp.runtime import (
+    LoopConfig,
+    SamplingConfig,
+    generate,
+    trace_lines,
+    write_trace,
+)
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.native import litert_library
 

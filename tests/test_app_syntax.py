@@ -39,7 +39,7 @@ def _files(folder: str, *patterns: str) -> list[Path]:
     return sorted(p for p in found if not SKIP_DIRS & set(p.relative_to(base).parts))
 
 
-def _parser(language) -> "tree_sitter.Parser":
+def _parser(language) -> tree_sitter.Parser:
     return tree_sitter.Parser(tree_sitter.Language(language.language()))
 
 

@@ -9,7 +9,14 @@ import json
 import pytest
 
 from edge_mtp.cli import main
-from edge_mtp.runtime import LoopConfig, SamplingConfig, generate, trace_lines, write_trace
+from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime import (
+    LoopConfig,
+    SamplingConfig,
+    generate,
+    trace_lines,
+    write_trace,
+)
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.native import find_binary, run_native
 from edge_mtp.runtime.tracediff import diff_traces, load_trace
@@ -107,7 +114,7 @@ def test_unreadable_inputs_exit_2(ref_lines, tmp_path, capsys):
         rc, out = _diff(capsys, a, path)
         assert rc == 2, name
         assert out.strip().startswith("error: ") and len(out.strip().splitlines()) == 1, (name, out)
-        with pytest.raises(Exception):
+        with pytest.raises(EdgeMTPError):
             load_trace(path)
     rc, out = _diff(capsys, a, tmp_path / "missing.jsonl")
     assert rc == 2 and "cannot read" in out

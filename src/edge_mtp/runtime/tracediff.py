@@ -18,6 +18,7 @@ Ignored: `ms` (timings), `implementation`, and any field the contract does not n
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,9 +147,8 @@ def diff_traces(a: list[dict], b: list[dict], logit_tol: float = DEFAULT_LOGIT_T
         ids_x, ids_y = [i for i, _ in tx], [i for i, _ in ty]
         if ids_x != ids_y:
             d.differences.append(Difference(f"round {n}", "top_logits ids", ids_x, ids_y, n))
-        worst = max((abs(u - v) for (_, u), (_, v) in zip(tx, ty)), default=0.0)
-        if worst != worst:  # NaN on one side
-            worst = float("inf")
+        deltas = [abs(u - v) for (_, u), (_, v) in zip(tx, ty)]
+        worst = float("inf") if any(math.isnan(x) for x in deltas) else max(deltas, default=0.0)
         d.max_logit_delta = max(d.max_logit_delta, worst)
         if worst > logit_tol:
             d.differences.append(Difference(f"round {n}", f"top_logits |delta| {worst:.3g} > {logit_tol:g}",
