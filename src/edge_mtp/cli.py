@@ -1,4 +1,4 @@
-"""Command line: `edge-mtp run | make-checkpoint | demo` and `edge-export`.
+"""Command line: `edge-mtp run | make-checkpoint | demo | trace diff` and `edge-export`.
 
 Every user error is one line on stderr and exit code 2; nothing is written on failure.
 """
@@ -307,6 +307,22 @@ def cmd_verify(args) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def cmd_trace_diff(args) -> int:
+    """`trace diff A B`: 0 = parity, 1 = mismatch (first divergence + table), 2 = unreadable input."""
+    from edge_mtp.runtime.tracediff import diff_traces, load_trace, render
+
+    if args.logit_tol < 0:
+        raise EdgeMTPError("--logit-tol must be >= 0")
+    a, b = load_trace(args.a), load_trace(args.b)
+    d = diff_traces(a, b, args.logit_tol)
+    if args.json:
+        print(json.dumps({"match": d.ok, "max_logit_delta": d.max_logit_delta, "logit_tol": d.logit_tol,
+                          "differences": [x.line() for x in d.differences]}))
+    else:
+        render(d, (str(args.a), str(args.b)), rows=args.rows)
+    return 0 if d.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-mtp", description="Gemma 4 + MTP drafter speculative decoding")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -335,6 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--draft-len", type=_positive, default=4)
     demo.add_argument("--max-new-tokens", type=int, default=48)
     demo.set_defaults(func=cmd_demo)
+    from edge_mtp.runtime.tracediff import DEFAULT_LOGIT_TOL
+
+    trace = sub.add_parser("trace", help="step-trace tools (edge-mtp-trace/1)")
+    trace_sub = trace.add_subparsers(dest="trace_command", required=True)
+    diff = trace_sub.add_parser("diff", help="compare two step traces round by round; exit 1 on mismatch",
+                                description="Compare trace A with trace B (e.g. a device trace with the Python "
+                                            "reference): header, every round's drafts/target/accepted/emitted, "
+                                            "top logits within --logit-tol, summary. Timings and `implementation` "
+                                            "are ignored; `model` must match. Exit 0 match, 1 mismatch, 2 "
+                                            "unreadable input.")
+    diff.add_argument("a", type=Path)
+    diff.add_argument("b", type=Path)
+    diff.add_argument("--logit-tol", type=float, default=DEFAULT_LOGIT_TOL,
+                      help=f"max |difference| of top-logit values (default {DEFAULT_LOGIT_TOL:g}; "
+                           "same-machine runs: 1e-4 or less)")
+    diff.add_argument("--rows", type=int, default=24, help="rounds shown in the table (default 24)")
+    diff.add_argument("--json", action="store_true", help="print the verdict and differences as JSON")
+    diff.set_defaults(func=cmd_trace_diff)
     return parser
 
 
