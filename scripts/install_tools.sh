@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tools for the app layers' checks (idempotent; each step is skipped when its tool is already there):
 #   * JDK + JUnit 5 (apt: default-jdk-headless, junit5) -> javac, jni.h, junit-platform-console-standalone.jar
+#   * shellcheck (apt) for the profiling scripts' lint (tests/test_profiling.py)
 #   * kotlinc 2.4.20 (npm package kotlin-compiler, the JetBrains distribution) -> .tools/kotlin/
 #   * tree-sitter 0.26.1 + Kotlin/Swift grammars (pip --target) -> .tools/python/ (tests/test_app_syntax.py)
 # usage: bash scripts/install_tools.sh [--no-apt]        env: EDGE_MTP_TOOLS (default .tools), PYTHON
@@ -18,6 +19,7 @@ if [ "${1:-}" != "--no-apt" ]; then
     [ -f /usr/share/java/junit-platform-console-standalone.jar ] || need+=(junit5)
     command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
     command -v npm >/dev/null 2>&1 || need+=(npm)
+    command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
     if [ ${#need[@]} -gt 0 ]; then
         SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
         echo "install_tools: apt-get install ${need[*]}"
