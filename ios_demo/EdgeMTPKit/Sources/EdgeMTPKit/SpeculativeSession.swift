@@ -46,7 +46,7 @@ public struct SlotAcceptance: Equatable, Sendable {
 
 /// Live progress of a generation, delivered on the generating thread after every verified round and
 /// once more at the end (`isFinal`, with the last round's tokens, which the loop decides last).
-public struct Progress: Sendable {
+public struct GenerationProgress: Sendable {
     public let round: Int
     public let drafted: Int
     public let accepted: Int
@@ -150,7 +150,7 @@ public final class SpeculativeSession: @unchecked Sendable {
 
     /// Runs the loop on `prompt` (token ids). `onProgress` is called on this thread after every round.
     public func generate(prompt: [Int32], settings: GenerationSettings,
-                         onProgress: ((Progress) -> Void)? = nil) throws -> Generation {
+                         onProgress: ((GenerationProgress) -> Void)? = nil) throws -> Generation {
         if let problem = settings.problem { throw EdgeMTPError(.usage, problem) }
         if prompt.isEmpty { throw EdgeMTPError(.usage, "the prompt is empty; give at least one token id") }
         lock.lock()
@@ -187,7 +187,7 @@ public final class SpeculativeSession: @unchecked Sendable {
             tokenCount = Int(p.n_tokens)
             lastRound = Int(p.round)
             let ids = p.n_new_tokens > 0 ? Array(UnsafeBufferPointer(start: p.new_tokens, count: Int(p.n_new_tokens))) : []
-            onProgress?(Progress(round: Int(p.round), drafted: Int(p.drafted), accepted: Int(p.accepted),
+            onProgress?(GenerationProgress(round: Int(p.round), drafted: Int(p.drafted), accepted: Int(p.accepted),
                                  newTokens: ids, tokenCount: tokenCount, elapsedSeconds: seconds(since: start),
                                  tokensPerSecond: rate(), acceptancePerSlot: slots.rates, isFinal: false))
         }
@@ -209,7 +209,7 @@ public final class SpeculativeSession: @unchecked Sendable {
                                     wallSeconds: wall)
         let rest = Array(generation.tokens.dropFirst(tokenCount))
         tokenCount = generation.tokens.count
-        onProgress?(Progress(round: max(lastRound, generation.rounds.count - 1), drafted: 0, accepted: 0,
+        onProgress?(GenerationProgress(round: max(lastRound, generation.rounds.count - 1), drafted: 0, accepted: 0,
                              newTokens: rest, tokenCount: tokenCount, elapsedSeconds: wall, tokensPerSecond: rate(),
                              acceptancePerSlot: generation.acceptancePerSlot, isFinal: true))
         return generation
