@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build and test ios_demo/EdgeMTPKit with `swift build` + `swift test` inside the trixie chroot of
+# Build and test ios_demo/EdgeMTPKit with `swift build` + `swift test` (and parse the SwiftUI app's sources
+# with `swiftc -parse`: SwiftUI/UIKit/MetricKit do not exist on Linux) inside the trixie chroot of
 # swift_chroot.sh (set up on first use: ~1.5 min, ~2.6 GB, cached outside the repo).
 #
 #   ios_demo/scripts/swift_test.sh [extra `swift test` arguments, e.g. --filter SlotTests]
@@ -16,6 +17,7 @@ scratch="/var/cache/edgemtpkit/$(basename "$repo")-$key"
 jobs="${EDGE_MTP_SWIFT_JOBS:-2}"
 "$here/swift_chroot.sh" setup
 exec "$here/swift_chroot.sh" run /bin/bash -ec '
+    (cd /repo/ios_demo/App/Sources && swiftc -parse *.swift) && echo "swift_test: App/Sources parse (swiftc -parse)" >&2
     cd /repo/ios_demo/EdgeMTPKit
     s=$(date +%s.%N)
     swift build --scratch-path "$0" -j "$1" --build-tests
