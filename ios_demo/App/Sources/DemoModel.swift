@@ -1,3 +1,4 @@
+import Combine
 import EdgeMTPKit
 import Foundation
 import UIKit

@@ -3,7 +3,7 @@ import MetricKit
 
 /// Writes every MetricKit payload to Documents/metrickit/<timeStampEnd>.json, where
 /// profiling/ios/pull_metrickit.sh copies them from.
-final class MetricKitSaver: NSObject, MXMetricManagerSubscriber {
+final class MetricKitSaver: NSObject, MXMetricManagerSubscriber, @unchecked Sendable {  // no mutable state
     static let shared = MetricKitSaver()
 
     func start() {
