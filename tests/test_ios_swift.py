@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from edge_mtp.runtime import LoopConfig, SamplingConfig, generate, read_trace, trace_lines, write_trace
+from edge_mtp.runtime import (
+    LoopConfig,
+    SamplingConfig,
+    generate,
+    read_trace,
+    trace_lines,
+    write_trace,
+)
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.native import compare_traces, litert_library
 
@@ -50,6 +57,16 @@ def test_package_compiles_the_shared_core_in_place():
 def test_scripts_parse():
     for script in SCRIPTS.glob("*.sh"):
         subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_chroot_script_says_why_it_cannot_run(tmp_path):
+    """Without root (and without sudo) the setup exits 77 with one `unavailable:` line: the skip reason."""
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
+                           "PATH=/usr/bin:/bin", f"HOME={tmp_path}", "bash", str(SCRIPTS / "swift_chroot.sh"), "setup"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == UNAVAILABLE, proc.stderr
+    assert proc.stderr.startswith("swift_chroot: unavailable: needs root"), proc.stderr
 
 
 @pytest.mark.slow

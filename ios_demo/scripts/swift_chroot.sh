@@ -96,6 +96,7 @@ in_root() {
     local r="$1" lit="$2"
     shift 2
     cp -L /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+    # shellcheck disable=SC2016  # expanded by the inner shell
     unshare --mount --propagation private /bin/bash -euc '
         r="$1" repo="$2" lit="$3" work="$4"; shift 4
         mount -t proc proc "$r/proc"
@@ -112,7 +113,7 @@ in_root() {
 litert_dir() {
     local d="${EDGE_MTP_LITERT_DIR:-}"
     if [ -z "$d" ]; then
-        d="$(dirname "$(ls "$repo"/.venv/lib/python3*/site-packages/ai_edge_litert/libLiteRt.so 2>/dev/null | head -n1)")"
+        for f in "$repo"/.venv/lib/python3*/site-packages/ai_edge_litert/libLiteRt.so; do d="$(dirname "$f")"; break; done
         if [ ! -f "$d/libLiteRt.so" ]; then  # else the wheel of the Python on PATH (or $PYTHON)
             d="$("${PYTHON:-python3}" -c 'import ai_edge_litert, os; print(os.path.dirname(ai_edge_litert.__file__))' \
                 2>/dev/null || true)"

@@ -18,6 +18,7 @@ key="$(printf '%s' "$repo" | cksum | cut -d' ' -f1)"
 scratch="/var/cache/edgemtpkit/$(basename "$repo")-$key"
 jobs="${EDGE_MTP_SWIFT_JOBS:-2}"
 "$here/swift_chroot.sh" setup
+# shellcheck disable=SC2016  # expanded by the shell inside the chroot
 exec "$here/swift_chroot.sh" run /bin/bash -ec '
     (cd /repo/ios_demo/App/Sources && swiftc -parse ./*.swift)
     echo "swift_test: App/Sources parse (swiftc -parse)" >&2
