@@ -81,7 +81,7 @@ setup() {
     echo "swift_chroot: apt-get install ${packages[*]} (t=$(( $(date +%s) - t0 )) s)" >&2
     in_root "$tmp" "" /bin/sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends ${packages[*]} >/dev/null && apt-get clean" ||
-        { echo "swift_chroot: installing ${packages[*]} in the chroot failed" >&2; exit 1; }
+        { rm -rf "$tmp"; unavailable "apt-get install ${packages[*]} in the trixie chroot failed (mirror $mir reachable?)"; }
     in_root "$tmp" "" swift --version >&2
     mkdir -p "$tmp/repo" "$tmp/litert"
     date -u +%FT%TZ >"$tmp/.edge-mtp-ready"
@@ -90,7 +90,7 @@ setup() {
 }
 
 # in_root ROOT LITERT_DIR [NAME=VALUE...] CMD...: run CMD chrooted into ROOT with a clean environment
-# (plus the NAME=VALUE pairs), in a private mount namespace: /proc, /dev, the repo at /repo, LITERT_DIR
+# (plus the NAME=VALUE pairs), in a private mount namespace: /proc, /dev (+ own /dev/pts), the repo at /repo, LITERT_DIR
 # (if any) read-only at /litert and $EDGE_MTP_CHROOT_WORK (if set) at /data. The mounts vanish with CMD.
 in_root() {
     local r="$1" lit="$2"
@@ -101,6 +101,7 @@ in_root() {
         r="$1" repo="$2" lit="$3" work="$4"; shift 4
         mount -t proc proc "$r/proc"
         mount --bind /dev "$r/dev"
+        mount -t devpts -o newinstance,ptmxmode=0666 devpts "$r/dev/pts" 2>/dev/null || true
         mount -t tmpfs tmpfs "$r/dev/shm" 2>/dev/null || true
         if [ -d "$r/repo" ]; then mount --bind "$repo" "$r/repo"; fi
         if [ -n "$lit" ]; then mount --bind "$lit" "$r/litert"; mount -o remount,bind,ro "$r/litert"; fi
