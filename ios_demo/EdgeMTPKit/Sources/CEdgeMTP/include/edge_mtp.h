@@ -1,0 +1,1 @@
+../../../../../native/include/edge_mtp.h
