@@ -335,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--draft-len", type=_positive, default=4)
     demo.add_argument("--max-new-tokens", type=int, default=48)
     demo.set_defaults(func=cmd_demo)
+    # `bench` and `profile summarize`
+    from edge_mtp.bench.cli import add_parsers as add_bench_parsers
+
+    add_bench_parsers(sub)
     return parser
 
 
