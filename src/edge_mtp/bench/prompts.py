@@ -6,7 +6,7 @@ rewrite, a chat template around random ids for chat, random ids for free-form). 
 stand-in checkpoints the categories only differ in shape; a distilled drafter accepts drafts reliably
 only on the prompts it was distilled on (`drafter/distill_prompts.json`; pass that file to --prompts).
 
-File formats (JSON): a list of prompts (category "file"), or {category: [prompt, ...]}; a prompt is
+File formats (JSON): a list of prompts (category = the file name without extension), or {category: [prompt, ...]}; a prompt is
 text (needs a tokenizer) or a list of token ids.
 """
 
@@ -70,7 +70,7 @@ def file_prompts(path: Path, codec=None) -> dict[str, list[list[int]]]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EdgeMTPError(f"{path}: not a readable JSON prompt file ({e})") from None
     if isinstance(doc, list):
-        doc = {"file": doc}
+        doc = {Path(path).stem: doc}
     if not isinstance(doc, dict) or not doc or not all(isinstance(v, list) and v for v in doc.values()):
         raise EdgeMTPError(f"{path}: expected a list of prompts or {{category: [prompts]}}")
     return {str(c): [_encode(p, codec, str(path)) for p in ps] for c, ps in doc.items()}

@@ -40,7 +40,7 @@ class _Export:
         from edge_mtp.runtime.open import export_kind
 
         kind = export_kind(cfg.bundle)
-        self.backend = cfg.backend or kind
+        self.backend = cfg.backend or ("onnx" if kind == "onnx" else "litert")
         if (self.backend == "onnx") != (kind == "onnx"):
             raise EdgeMTPError(f"--backend {self.backend} cannot run {cfg.bundle} (a {kind} export)")
         if self.backend == "native":
