@@ -6,8 +6,8 @@ rewrite, a chat template around random ids for chat, random ids for free-form). 
 stand-in checkpoints the categories only differ in shape; a distilled drafter accepts drafts reliably
 only on the prompts it was distilled on (`drafter/distill_prompts.json`; pass that file to --prompts).
 
-File formats (JSON): a list of prompts (category = the file name without extension), or {category: [prompt, ...]}; a prompt is
-text (needs a tokenizer) or a list of token ids.
+File formats (JSON): a list of prompts (their category is the file's name without extension), or
+{category: [prompt, ...]}; a prompt is text (needs a tokenizer) or a list of token ids.
 """
 
 from __future__ import annotations
