@@ -122,13 +122,18 @@ def _codec(export: _Export, where: str):
 
 
 def sweep(export: _Export, prompts: dict, cfg: BenchConfig) -> dict[int, list[Sample]]:
+    """`warmup` unmeasured generations per K, then every prompt and repetition with each K in turn, so
+    that load changes on a shared machine hit every K alike."""
     first = next(iter(prompts.values()))[0]
-    samples: dict[int, list[Sample]] = {}
     for k in cfg.draft_lens:
         for _ in range(cfg.warmup):
             export.measure(first, k, cfg.max_new_tokens, "warmup")
-        samples[k] = [export.measure(p, k, cfg.max_new_tokens, category)
-                      for category, items in prompts.items() for p in items for _ in range(cfg.repetitions)]
+    samples: dict[int, list[Sample]] = {k: [] for k in cfg.draft_lens}
+    for category, items in prompts.items():
+        for prompt in items:
+            for _ in range(cfg.repetitions):
+                for k in cfg.draft_lens:
+                    samples[k].append(export.measure(prompt, k, cfg.max_new_tokens, category))
     return samples
 
 
