@@ -369,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--rows", type=int, default=24, help="rounds shown in the table (default 24)")
     diff.add_argument("--json", action="store_true", help="print the verdict and differences as JSON")
     diff.set_defaults(func=cmd_trace_diff)
+    # `bench` and `profile summarize`
+    from edge_mtp.bench.cli import add_parsers as add_bench_parsers
+
+    add_bench_parsers(sub)
     return parser
 
 
