@@ -72,26 +72,27 @@ BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
 LOGIT_TOL = 1e-4
 
 
-class Bundles:
-    """Lazily exported .litertlm bundles per (preset, quant); each conversion runs once per test run."""
+class Exports:
+    """Lazily exported models per (preset, quant) in one format; each conversion runs once per test run."""
 
-    def __init__(self, pairs: Pairs, root: Path):
-        self.pairs, self.root, self._paths = pairs, root, {}
+    def __init__(self, pairs: Pairs, root: Path, onnx: bool = False):
+        self.pairs, self.root, self.onnx, self._paths = pairs, root, onnx, {}
 
     def path(self, preset: str, quant: str = "fp32") -> Path:
         if (preset, quant) not in self._paths:
-            from edge_mtp.export.exporter import ExportOptions, export_litertlm
+            from edge_mtp.export.exporter import ExportOptions, export_litertlm, export_onnx
 
-            out = self.root / f"{preset}-{quant}.litertlm"
-            opts = ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT)
-            export_litertlm(*self.pairs.dirs(preset), out, opts)
+            out = self.root / (f"{preset}-{quant}-onnx" if self.onnx else f"{preset}-{quant}.litertlm")
+            export = export_onnx if self.onnx else export_litertlm
+            export(*self.pairs.dirs(preset), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT))
             self._paths[(preset, quant)] = out
         return self._paths[(preset, quant)]
 
 
 @pytest.fixture(scope="session")
-def bundles(pairs, tmp_path_factory) -> Bundles:
-    return Bundles(pairs, tmp_path_factory.mktemp("bundles"))
+def bundles(pairs, tmp_path_factory) -> Exports:
+    """.litertlm bundles."""
+    return Exports(pairs, tmp_path_factory.mktemp("bundles"))
 
 
 @pytest.fixture(scope="session", params=PRESETS)
@@ -99,22 +100,7 @@ def preset(request) -> str:
     return request.param
 
 
-class OnnxExports:
-    """Lazily exported ONNX directories per (preset, quant), like `Bundles`."""
-
-    def __init__(self, pairs: Pairs, root: Path):
-        self.pairs, self.root, self._paths = pairs, root, {}
-
-    def path(self, preset: str, quant: str = "fp32") -> Path:
-        if (preset, quant) not in self._paths:
-            from edge_mtp.export.exporter import ExportOptions, export_onnx
-
-            out = self.root / f"{preset}-{quant}-onnx"
-            export_onnx(*self.pairs.dirs(preset), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT))
-            self._paths[(preset, quant)] = out
-        return self._paths[(preset, quant)]
-
-
 @pytest.fixture(scope="session")
-def onnx_exports(pairs, tmp_path_factory) -> OnnxExports:
-    return OnnxExports(pairs, tmp_path_factory.mktemp("onnx"))
+def onnx_exports(pairs, tmp_path_factory) -> Exports:
+    """ONNX export directories."""
+    return Exports(pairs, tmp_path_factory.mktemp("onnx"), onnx=True)
