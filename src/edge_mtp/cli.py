@@ -273,7 +273,7 @@ def cmd_inspect(args) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from edge_mtp.export.inspect import describe
+    from edge_mtp.inspect import describe
 
     info = describe(args.bundle)
     table = Table(title=str(args.bundle))
