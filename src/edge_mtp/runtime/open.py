@@ -10,7 +10,7 @@ LITERTLM_MAGIC, ZIP_MAGIC = b"LITERTLM", b"PK\x03\x04"
 
 
 def export_kind(path: Path | str) -> str:
-    """"litertlm" (a .litertlm bundle) or "onnx" (an ONNX export directory or its .zip)."""
+    """"onnx" for a directory or a zip archive, else "litertlm" (whose reader then checks the bytes)."""
     path = Path(path)
     if path.is_dir():
         return "onnx"
@@ -19,11 +19,9 @@ def export_kind(path: Path | str) -> str:
             head = f.read(8)
     except OSError as e:
         raise EdgeMTPError(f"{path}: cannot read ({e.strerror})") from None
-    if head.startswith(LITERTLM_MAGIC):
-        return "litertlm"
-    if head.startswith(ZIP_MAGIC):
+    if head.startswith(ZIP_MAGIC) or (path.suffix == ".zip" and not head.startswith(LITERTLM_MAGIC)):
         return "onnx"
-    raise EdgeMTPError(f"{path}: expected a .litertlm bundle, an ONNX export directory or its .zip")
+    return "litertlm"  # anything else: the bundle reader says precisely what is wrong with it
 
 
 def open_export(path: Path | str, threads: int = 2):
