@@ -14,6 +14,7 @@ model loses most top-1 agreement even to PyTorch fake-quantization), so only run
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +37,13 @@ class Check:
     judged: bool = True  # False: reported only (quantized bundles)
 
 
-def _prompts(vocab: int) -> list[list[int]]:
+def _prompts(vocab: int, drafter: Path) -> list[list[int]]:
+    """Two random prompts, after the first prompt the drafter was distilled on when its folder has one
+    (`make-checkpoint --distill-steps`): on random prompts a drafter accepts next to nothing."""
     rng = np.random.default_rng(0)
-    return [[2] + rng.integers(107, vocab, size=n).tolist() for n in (9, 40)]
+    random = [[2] + rng.integers(107, vocab, size=n).tolist() for n in (9, 40)]
+    distilled = Path(drafter) / "distill_prompts.json"
+    return ([json.loads(distilled.read_text())[0]] if distilled.is_file() else []) + random
 
 
 def _graphs(exported, ref, prompt: list[int], tol: float | None) -> list[Check]:
@@ -93,19 +98,21 @@ def verify_bundle(bundle: Path, target: Path, drafter: Path) -> list[Check]:
     ref, _, _ = open_torch_backend(target, drafter, context=exported.context, dtype="float32")
     k = exported.draft_len
     checks: list[Check] = [_size(manifest)]
-    prompts = _prompts(exported.vocab_size)
-    checks += _graphs(exported, ref, prompts[1], tol)
+    prompts = _prompts(exported.vocab_size, drafter)
+    checks += _graphs(exported, ref, prompts[-1], tol)
+    distilled = len(prompts) == 3
     for i, prompt in enumerate(prompts):
+        name = f"prompt {i}" + (" (distilled)" if distilled and i == 0 else "")
         cfg = LoopConfig(draft_len=k, max_new_tokens=NEW_TOKENS)
         ours, theirs = generate(exported, prompt, cfg), generate(ref, prompt, cfg)
         plain = generate(ref, prompt, LoopConfig(draft_len=0, max_new_tokens=NEW_TOKENS)).tokens
         agree = _agreement(exported, plain, prompt)
-        checks.append(Check(f"prompt {i}: top-1 agreement (teacher-forced)", f"{agree:.1%}",
+        checks.append(Check(f"{name}: top-1 agreement (teacher-forced)", f"{agree:.1%}",
                             tol is None or agree == 1.0, tol is not None))
         same = [(r.drafts, r.accepted, r.emitted) for r in ours.rounds] == \
                [(r.drafts, r.accepted, r.emitted) for r in theirs.rounds]
         rate = lambda g: sum(r.accepted for r in g.rounds) / max(1, sum(len(r.drafts) for r in g.rounds))  # noqa
-        checks.append(Check(f"prompt {i}: greedy K={k} trace vs PyTorch",
+        checks.append(Check(f"{name}: greedy K={k} trace vs PyTorch",
                             f"{'identical' if same else 'differs'}; acceptance {rate(ours):.1%} vs {rate(theirs):.1%}",
                             same or quantized, not quantized))
     return checks
