@@ -326,7 +326,7 @@ def cmd_trace_diff(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-mtp", description="Gemma 4 + MTP drafter speculative decoding")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="speculative generation with the PyTorch reference runtime")
+    run = sub.add_parser("run", help="speculative generation: PyTorch (--target/--drafter), or an export (LiteRT, ONNX Runtime, native)")
     _add_run_args(run)
     run.set_defaults(func=cmd_run)
     make = sub.add_parser("make-checkpoint", help="write a random target + drafter pair in the real HF layout")
