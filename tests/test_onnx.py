@@ -199,3 +199,28 @@ def test_verify_and_inspect_commands_on_onnx(pairs, onnx_exports, capsys, monkey
     out = capsys.readouterr().out
     for name in ("embedder.onnx", "per_layer_embedder.onnx", "target.onnx", "drafter.onnx", "bytes read per target"):
         assert name in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quant", ["fp32", "int4"])
+def test_external_weights_for_graphs_over_the_protobuf_limit(pairs, onnx_exports, tmp_path, monkeypatch, quant):
+    """A full-size target exceeds protobuf's 2 GB, so big graphs keep their weights in `<graph>.onnx.data`.
+    Forced here on the tiny pair: the files are listed and hashed in the manifest, and run the same."""
+    import json
+
+    import edge_mtp.export.onnx as onnx_export
+    from edge_mtp.export.exporter import ExportOptions, export_onnx
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_MIN_BYTES", 0)
+    out = tmp_path / "external"
+    export_onnx(*pairs.dirs("tiny-e2b"), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT))
+    manifest = json.loads((out / "manifest.json").read_text())
+    for graph, entry in manifest["graphs"].items():
+        data = out / entry["data"]["file"]
+        assert data.name == f"{graph}.onnx.data"
+        assert hashlib.sha256(data.read_bytes()).hexdigest() == entry["data"]["sha256"]
+        assert entry["bytes"] == (out / entry["file"]).stat().st_size + data.stat().st_size
+    cfg = LoopConfig(draft_len=BUNDLE_K, max_new_tokens=NEW)
+    prompt = pairs.prompts("tiny-e2b")[0]
+    inline = OnnxBackend(onnx_exports.path("tiny-e2b", quant))
+    assert _rounds(generate(OnnxBackend(out), prompt, cfg)) == _rounds(generate(inline, prompt, cfg))

@@ -55,7 +55,7 @@ def describe_onnx(path: Path | str) -> dict:
     for graph, meta in sorted(backend.manifest["graphs"].items()):
         session = backend.sessions[graph]
         rows.append((meta["file"], meta["bytes"], graph, _onnx_io(session.get_inputs()), _onnx_io(session.get_outputs())))
-    weights = backend.manifest["graphs"]["target"]["bytes"]  # the file is (almost) all initializers
+    weights = backend.manifest["graphs"]["target"]["bytes"]  # graph + .onnx.data: (almost) all initializers
     return {"rows": rows, "summary": _summary(backend.manifest, backend.model_id, weights), "manifest": backend.manifest}
 
 

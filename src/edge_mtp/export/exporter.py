@@ -88,6 +88,19 @@ def _load(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions):
     return load_pair(target_dir, drafter_dir, "float32", opts.dense_head)
 
 
+def _file_entry(path: Path) -> dict:
+    """sha256 and size of a section/graph file; an ONNX graph's external weights (`.onnx.data`) too,
+    with `bytes` the total of both."""
+    entry = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    if path.suffix == ".onnx":
+        entry["file"] = path.name
+        data = path.with_name(path.name + ".data")
+        if data.exists():
+            entry["data"] = {"file": data.name, "sha256": _sha256(data), "bytes": data.stat().st_size}
+            entry["bytes"] += entry["data"]["bytes"]
+    return entry
+
+
 def _manifest(container: str, target_dir: Path, drafter_dir: Path, opts: ExportOptions, tcfg, kv: dict,
               recipes: dict, files: dict[str, Path], tools: tuple[str, ...]) -> dict:
     """The manifest both formats carry: sources, config, options, cache layout, recipes, file hashes."""
@@ -106,9 +119,7 @@ def _manifest(container: str, target_dir: Path, drafter_dir: Path, opts: ExportO
         "bos_id": tcfg.bos_id,
         "kv_cache": {n: list(s) for n, s in kv.items()},
         "recipes": recipes,
-        ("sections" if container == "litertlm" else "graphs"): {
-            kind: {**({"file": p.name} if container == "onnx" else {}), "sha256": _sha256(p), "bytes": p.stat().st_size}
-            for kind, p in files.items()},
+        ("sections" if container == "litertlm" else "graphs"): {kind: _file_entry(p) for kind, p in files.items()},
         "versions": _versions(tools),
     }
 
@@ -150,12 +161,8 @@ def export_onnx(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOpti
         work = Path(tmp)
         floats = convert_graphs(target, drafter, opts.context, work / "float", progress)
         del target, drafter
-        graphs, recipes = quantize_graphs(floats, opts.quant, work, progress)
-        final = work / "export"
-        final.mkdir()
-        files = {g: (final / f"{g}.onnx") for g in graphs}
-        for g, p in graphs.items():
-            p.replace(files[g])
+        files, recipes = quantize_graphs(floats, opts.quant, work / opts.quant, progress)
+        final = next(iter(files.values())).parent  # the graphs (and any .onnx.data) with their final names
         tokenizer = Path(target_dir) / "tokenizer.json"
         if tokenizer.exists():
             (final / "tokenizer.json").write_bytes(tokenizer.read_bytes())

@@ -37,6 +37,9 @@ from edge_mtp.model.layers import copy_rows
 from edge_mtp.quiet import quiet
 
 OPSET = 21  # int4 weights (GatherBlockQuantized) need opset 21
+# A protobuf file cannot exceed 2 GB: graphs with more weight bytes than this keep them in `<graph>.onnx.data`
+# (a full-size E2B/E4B target does; the tiny test models only when a test lowers this).
+EXTERNAL_DATA_MIN_BYTES = 1 << 30
 EMBEDDER, PER_LAYER_EMBEDDER, TARGET, DRAFTER = "embedder", "per_layer_embedder", "target", "drafter"
 
 
@@ -44,13 +47,19 @@ def out_name(kv_name: str) -> str:
     return f"out_{kv_name}"
 
 
+def data_file(graph: Path) -> Path:
+    """Where a graph's external weights live (the name the exporters and quantizers write)."""
+    return graph.with_name(graph.name + ".data")
+
+
 def _export(module: torch.nn.Module, sample: dict, output_names: list[str], dynamic: dict | None,
             path: Path) -> Path:
+    external = sum(p.numel() * p.element_size() for p in module.parameters()) >= EXTERNAL_DATA_MIN_BYTES
     with quiet("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
         program = torch.onnx.export(module.eval(), (), kwargs=sample, dynamo=True, opset_version=OPSET,
-                                    dynamic_shapes=dynamic, output_names=output_names, external_data=False,
+                                    dynamic_shapes=dynamic, output_names=output_names, external_data=external,
                                     optimize=True, verbose=False)
-        program.save(str(path))
+        program.save(str(path), external_data=external)
     return path
 
 

@@ -77,16 +77,31 @@ def store_fp16(model) -> int:
     return len(casts)
 
 
-def _int8(src: Path, dst: Path) -> dict:
+def _external(graph: Path) -> bool:
+    return graph.with_name(graph.name + ".data").exists()
+
+
+def _save(model, dst: Path, external: bool) -> None:
+    import onnx
+
+    if external:  # weights beside the graph in `<name>.data`, as the exporter writes them
+        onnx.save(model, dst, save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=dst.name + ".data", size_threshold=1024)
+    else:
+        onnx.save(model, dst)
+
+
+def _int8(src: Path, dst: Path, external: bool) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     options = {"op_types_to_quantize": ["MatMul", "Gather"], "weight_type": "QInt8", "per_channel": False}
     with quiet("onnxruntime"):
-        quantize_dynamic(src, dst, op_types_to_quantize=options["op_types_to_quantize"], weight_type=QuantType.QInt8)
+        quantize_dynamic(src, dst, op_types_to_quantize=options["op_types_to_quantize"], weight_type=QuantType.QInt8,
+                         use_external_data_format=external)
     return {"tool": "onnxruntime.quantization.quantize_dynamic", **options}
 
 
-def _int4(src: Path, dst: Path) -> dict:
+def _int4(src: Path, dst: Path, external: bool) -> dict:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -97,7 +112,7 @@ def _int4(src: Path, dst: Path) -> dict:
                                      quant_axes=(("MatMul", 0), ("Gather", 1)))
     with quiet("onnxruntime", "onnxruntime.quantization.matmul_nbits_quantizer"):
         quantizer.process()
-    quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=external)
     return {"tool": "onnxruntime.quantization.MatMulNBitsQuantizer", **options}
 
 
@@ -105,17 +120,18 @@ def quantize_graph(src: Path, dst: Path, mode: str) -> dict:
     """Quantize one graph file into `dst`; returns the recipe. Fails if no weight changed."""
     import onnx
 
+    external = _external(Path(src))
     model = onnx.load(src)
     before = float_weight_bytes(model)
     recipe = {"mode": mode, "folded_transposes": fold_constant_transposes(model)}
     if mode == "fp16":
         recipe["fp16_weights"] = store_fp16(model)
-        onnx.save(model, dst)
+        _save(model, dst, external)
     else:
         with tempfile.TemporaryDirectory(prefix="edge-onnx-q-") as tmp:
             folded = Path(tmp) / "folded.onnx"
-            onnx.save(model, folded)
-            recipe.update(_int8(folded, dst) if mode == "int8" else _int4(folded, dst))
+            _save(model, folded, external)
+            recipe.update((_int8 if mode == "int8" else _int4)(folded, dst, external))
     after = float_weight_bytes(onnx.load(dst))
     if after >= before:
         raise EdgeMTPError(f"--quant {mode}: the quantizer changed no weight of {Path(src).name} "
@@ -125,15 +141,16 @@ def quantize_graph(src: Path, dst: Path, mode: str) -> dict:
 
 def quantize_graphs(graphs: dict[str, Path], mode: str, workdir: Path, progress=None
                     ) -> tuple[dict[str, Path], dict[str, dict]]:
-    """Quantize every graph with `mode`; returns ({graph: path}, {graph: recipe})."""
+    """Quantize every graph with `mode` into `workdir` (same file names); returns ({graph: path}, {graph: recipe})."""
     if mode not in ONNX_QUANT_MODES:
         raise EdgeMTPError(f"--quant '{mode}' is not supported for ONNX; expected one of {', '.join(ONNX_QUANT_MODES)}")
     if mode == "fp32":
         return dict(graphs), {g: {"mode": "fp32"} for g in graphs}
     task = progress.add_task(f"quantize {mode}", total=len(graphs)) if progress else None
+    workdir.mkdir(parents=True, exist_ok=True)
     out, recipes = {}, {}
     for graph, path in graphs.items():
-        out[graph] = workdir / f"{graph}.{mode}.onnx"
+        out[graph] = workdir / path.name
         recipes[graph] = quantize_graph(path, out[graph], mode)
         if task is not None:
             progress.advance(task)
