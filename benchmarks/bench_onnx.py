@@ -28,7 +28,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 K = 4
 POSITION = 64  # cache position of the timed calls (a prompt of 64 tokens is prefilled first)
@@ -86,15 +85,8 @@ def litert_graph_timers(backend) -> dict:
 
 
 def onnx_binding(backend, session, tokens, start):
-    binding = session.io_binding()
-    for name, value in backend._embed(tokens).items():
-        binding.bind_cpu_input(name, value)
-    binding.bind_cpu_input("input_pos", np.arange(start, start + len(tokens), dtype=np.int32))
-    for name, value in backend.kv.items():
-        binding.bind_ortvalue_input(name, value)
-        binding.bind_ortvalue_output(f"out_{name}", value)
-    for output in ("logits", "activations"):
-        binding.bind_output(output)
+    binding = backend.target_binding(session)
+    backend.bind_tokens(binding, tokens, start)
     return binding
 
 

@@ -20,6 +20,7 @@ from edge_mtp.export.litert import GraphShapes, convert_sections
 from edge_mtp.litertlm import write_bundle
 from edge_mtp.model import load_pair
 from edge_mtp.quantize import QUANT_MODES, quantize_sections
+from edge_mtp.quantize.onnx import data_file
 
 FORMAT = "edge-mtp-bundle/1"
 
@@ -94,7 +95,7 @@ def _file_entry(path: Path) -> dict:
     entry = {"sha256": _sha256(path), "bytes": path.stat().st_size}
     if path.suffix == ".onnx":
         entry["file"] = path.name
-        data = path.with_name(path.name + ".data")
+        data = data_file(path)
         if data.exists():
             entry["data"] = {"file": data.name, "sha256": _sha256(data), "bytes": data.stat().st_size}
             entry["bytes"] += entry["data"]["bytes"]

@@ -27,7 +27,6 @@ from edge_mtp.export.graphs import (
     DrafterGraph,
     LookupGraph,
     TargetGraph,
-    drafter_kv_names,
     drafter_sample,
     kv_names,
     target_sample,
@@ -45,11 +44,6 @@ EMBEDDER, PER_LAYER_EMBEDDER, TARGET, DRAFTER = "embedder", "per_layer_embedder"
 
 def out_name(kv_name: str) -> str:
     return f"out_{kv_name}"
-
-
-def data_file(graph: Path) -> Path:
-    """Where a graph's external weights live (the name the exporters and quantizers write)."""
-    return graph.with_name(graph.name + ".data")
 
 
 def _export(module: torch.nn.Module, sample: dict, output_names: list[str], dynamic: dict | None,
@@ -105,5 +99,3 @@ def convert_graphs(target: Gemma4Target, drafter: Gemma4Drafter, context: int, w
         target.kv_writer = previous
     return paths
 
-
-__all__ = ["convert_graphs", "drafter_kv_names", "kv_names", "out_name"]

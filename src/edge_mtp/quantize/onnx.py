@@ -77,8 +77,10 @@ def store_fp16(model) -> int:
     return len(casts)
 
 
-def _external(graph: Path) -> bool:
-    return graph.with_name(graph.name + ".data").exists()
+def data_file(graph: Path) -> Path:
+    """Where a graph's external weights live: `<graph>.onnx.data`, the name torch.onnx and onnxruntime's
+    quantizers write."""
+    return graph.with_name(graph.name + ".data")
 
 
 def _save(model, dst: Path, external: bool) -> None:
@@ -86,7 +88,7 @@ def _save(model, dst: Path, external: bool) -> None:
 
     if external:  # weights beside the graph in `<name>.data`, as the exporter writes them
         onnx.save(model, dst, save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=dst.name + ".data", size_threshold=1024)
+                  location=data_file(dst).name, size_threshold=1024)
     else:
         onnx.save(model, dst)
 
@@ -120,7 +122,7 @@ def quantize_graph(src: Path, dst: Path, mode: str) -> dict:
     """Quantize one graph file into `dst`; returns the recipe. Fails if no weight changed."""
     import onnx
 
-    external = _external(Path(src))
+    external = data_file(Path(src)).exists()
     model = onnx.load(src)
     before = float_weight_bytes(model)
     recipe = {"mode": mode, "folded_transposes": fold_constant_transposes(model)}

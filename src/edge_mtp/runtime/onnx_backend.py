@@ -19,7 +19,6 @@ from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime.backend import TargetStep
 from edge_mtp.runtime.views import DrafterViews, mask_inputs
 
-GRAPHS = ("embedder", "per_layer_embedder", "target", "drafter")
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 REQUIRED = ("graphs", "kv_cache", "stop_ids", "sliding_window", "vocab_size", "draft_len", "context", "options")
@@ -94,6 +93,7 @@ class OnnxBackend:
         kv_shapes = {n: tuple(s) for n, s in manifest["kv_cache"].items()}
         _check_io(self.sessions["target"], graphs["target"], kv_shapes)
         self.kv = {n: ort.OrtValue.ortvalue_from_numpy(np.zeros(s, np.float32)) for n, s in kv_shapes.items()}
+        self._target_binding = self.target_binding(self.sessions["target"])
         self.per_layer = "per_layer_embedder" in self.sessions
         self.drafter = self.sessions.get("drafter")
         if self.drafter is not None:
@@ -138,23 +138,31 @@ class OnnxBackend:
             feeds["per_layer_embeddings"] = self.sessions["per_layer_embedder"].run(None, {"token_ids": ids})[0]
         return feeds
 
+    def target_binding(self, session):
+        """IO binding of a target graph with the K/V cache bound once, as input and output (in place)."""
+        binding = session.io_binding()
+        for name, value in self.kv.items():
+            binding.bind_ortvalue_input(name, value)
+            binding.bind_ortvalue_output(f"out_{name}", value)
+        return binding
+
+    def bind_tokens(self, binding, tokens: Sequence[int], start: int) -> None:
+        """Bind the per-call inputs (embeddings, per-layer embeddings, positions of `tokens`) and fresh
+        outputs: a bound output keeps its first shape, and T changes from call to call."""
+        for name, value in self._embed(tokens).items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_cpu_input("input_pos", np.arange(start, start + len(tokens), dtype=np.int32))
+        binding.bind_output("logits")
+        binding.bind_output("activations")
+
     def _target(self, tokens: Sequence[int], start: int) -> tuple[np.ndarray, np.ndarray]:
         if start != self.length:
             raise RuntimeError(f"target run at position {start}, but {self.length} positions are valid")
         if start + len(tokens) > self.context:
             raise EdgeMTPError(f"{start + len(tokens)} positions exceed the export's context of {self.context}")
-        session = self.sessions["target"]
-        binding = session.io_binding()
-        for name, value in self._embed(tokens).items():
-            binding.bind_cpu_input(name, value)
-        binding.bind_cpu_input("input_pos", np.arange(start, start + len(tokens), dtype=np.int32))
-        for name, value in self.kv.items():  # the same buffer in and out: updated in place
-            binding.bind_ortvalue_input(name, value)
-            binding.bind_ortvalue_output(f"out_{name}", value)
-        binding.bind_output("logits")
-        binding.bind_output("activations")
-        session.run_with_iobinding(binding)
-        logits, hidden = (v.numpy() for v in binding.get_outputs()[-2:])
+        self.bind_tokens(self._target_binding, tokens, start)
+        self.sessions["target"].run_with_iobinding(self._target_binding)
+        logits, hidden = (v.numpy() for v in self._target_binding.get_outputs()[-2:])
         self.length = start + len(tokens)
         return logits[0], hidden[0]
 
