@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -251,14 +252,25 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense-head", action="store_true", help="drafter: full-vocab head instead of centroids")
 
 
+def _check_export_output(out: Path, fmt: str) -> None:
+    """The output's name must fit the format: a `.litertlm` file, or an ONNX directory / `.zip`."""
+    if fmt == "litertlm" and out.suffix != ".litertlm":
+        raise EdgeMTPError(f"-o {out}: a LiteRT bundle is written to a .litertlm file "
+                           "(for ONNX graphs pass --format onnx)")
+    if fmt == "onnx" and out.suffix not in ("", ".zip"):
+        raise EdgeMTPError(f"-o {out}: an ONNX export is a directory (no suffix) or a .zip")
+
+
 def cmd_export(args) -> int:
     from edge_mtp.export.exporter import ExportOptions, export_litertlm, export_onnx
 
     if (args.target is None) != (args.drafter is None):
         raise EdgeMTPError("give both --target and --drafter, or neither (the built-in demo pair)")
+    _check_export_output(args.output, args.format)
     target, drafter = args.target, args.drafter
     if target is None:
         pair = demo_pair()
+        print(f"no --target/--drafter given: exporting the built-in demo pair in {pair}", file=sys.stderr)
         target, drafter = pair / "target", pair / "drafter"
     opts = ExportOptions(args.quant, args.draft_len, tuple(args.prefill), args.context, args.dense_head)
     export = export_onnx if args.format == "onnx" else export_litertlm
@@ -296,7 +308,7 @@ def cmd_verify(args) -> int:
 
     from edge_mtp.verify import verify_bundle
 
-    checks = verify_bundle(args.bundle, args.target, args.drafter)
+    checks = verify_bundle(args.bundle, args.target, args.drafter, args.dtype)
     table = Table(title=f"verify {args.bundle}")
     for column in ("check", "result", "status"):
         table.add_column(column)
@@ -346,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--target", type=Path, required=True)
     verify.add_argument("--drafter", type=Path, required=True)
+    verify.add_argument("--dtype", default="auto",
+                        help="the PyTorch reference's dtype: auto (the checkpoint's, e.g. bf16), float32, bfloat16")
     verify.set_defaults(func=cmd_verify)
     demo = sub.add_parser("demo", help="make the built-in demo pair and run speculative generation on it")
     demo.add_argument("--draft-len", type=_positive, default=4)
@@ -376,7 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `with` block cleans up (temporary export folders
+    hold gigabytes at full size) before the process exits."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def _guarded(func, *args) -> int:
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return func(*args)
     except EdgeMTPError as e:
@@ -385,6 +409,11 @@ def _guarded(func, *args) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

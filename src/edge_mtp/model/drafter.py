@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, DrafterConfig
 from edge_mtp.model.layers import DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask
@@ -56,7 +57,8 @@ class CentroidHead(nn.Module):
         top = torch.topk(self.centroids(hn), self.top_k, dim=-1).indices  # [B, 1, k]
         clusters = self.token_ordering.view(self.num_centroids, vocab // self.num_centroids)
         ids = clusters[top].reshape(b, 1, -1)  # [B, 1, k * V/C] canonical token ids
-        scores = torch.matmul(table[ids], hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
+        # F.embedding, not table[ids]: an EMBEDDING_LOOKUP, which reads a quantized table in LiteRT
+        scores = torch.matmul(F.embedding(ids, table), hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
         fill = scores.amin(dim=-1, keepdim=True) - 1.0
         return fill.expand(b, 1, vocab).scatter(-1, ids, scores)
 
@@ -72,7 +74,7 @@ class Gemma4Drafter(nn.Module):
         if cfg.use_ordered_embeddings:
             self.masked_embedding = CentroidHead(cfg)
         self.dense_head = dense_head or not cfg.use_ordered_embeddings
-        self.rotary = nn.ModuleDict({k: RotaryEmbedding(t.rope[k], t.head_dim_of(k)) for k in set(t.layer_types)})
+        self.rotary = nn.ModuleDict({k: RotaryEmbedding(t.rope[k], t.head_dim_of(k)) for k in sorted(set(t.layer_types))})
 
     @staticmethod
     def window_mask(ranges: torch.Tensor, context: int, dtype: torch.dtype) -> torch.Tensor:
