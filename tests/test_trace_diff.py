@@ -17,13 +17,13 @@ from edge_mtp.runtime import (
     LoopConfig,
     SamplingConfig,
     generate,
-    read_trace,
     trace_lines,
     write_trace,
 )
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.native import find_binary, native_trace
 from edge_mtp.runtime.onnx_backend import OnnxBackend
+from edge_mtp.runtime.trace import read_trace
 from edge_mtp.runtime.tracediff import diff_traces
 
 PROMPT = [2, 17, 300, 41]
