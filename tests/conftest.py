@@ -72,6 +72,16 @@ BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
 LOGIT_TOL = 1e-4
 
 
+def assert_same_trace(ours: list[dict], ref: list[dict], tol: float = LOGIT_TOL, what: str = "") -> None:
+    """Trace parity through the one diff (`edge-mtp trace diff`): same header, rounds and summary, every
+    round's top logits compared and within `tol` (same library on the same machine)."""
+    from edge_mtp.runtime.tracediff import diff_traces
+
+    d = diff_traces(ours, ref, tol)
+    assert d.ok, f"{what}\n{d.report()}"
+    assert d.logits_compared == len(d.rounds("b")) > 0, f"{what}: rounds without top_logits"
+
+
 class Exports:
     """Lazily exported models per (preset, quant) in one format; each conversion runs once per test run."""
 

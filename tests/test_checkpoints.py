@@ -56,7 +56,8 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 def _assert_same_state(model: torch.nn.Module, stored: dict[str, torch.Tensor]) -> None:
-    """The reloaded model holds exactly the stored tensors (the tied head is not stored, spec §7)."""
+    """The reloaded model holds exactly the stored tensors (the tied head is not stored:
+    docs/model.md#checkpoint-layout)."""
     state = model.state_dict()
     assert set(state) - set(stored) == {"lm_head.weight"}
     for key, tensor in stored.items():
@@ -207,7 +208,7 @@ def test_tokenizer_caps_vocab_and_decode_skips_unknown_ids(tmp_path):
 )
 def test_full_size_presets_have_the_published_shapes(name, target_params, drafter_params):
     """Built on the meta device (no memory): E2B ≈ 4.63 B + 77.7 M, E4B ≈ 7.46 B + 78.5 M parameters
-    (spec §2.2, §4.1)."""
+    (docs/model.md#configuration)."""
     target = build_target(PRESETS[name], device="meta")
     drafter = build_drafter(PRESETS[name], device="meta")
     assert type(target).__name__ == "Gemma4ForConditionalGeneration"

@@ -321,18 +321,9 @@ def cmd_verify(args) -> int:
 
 def cmd_trace_diff(args) -> int:
     """`trace diff A B`: 0 = parity, 1 = mismatch (first divergence + table), 2 = unreadable input."""
-    from edge_mtp.runtime.tracediff import diff_traces, load_trace, render
+    from edge_mtp.runtime.tracediff import diff_files
 
-    if args.logit_tol < 0:
-        raise EdgeMTPError("--logit-tol must be >= 0")
-    a, b = load_trace(args.a), load_trace(args.b)
-    d = diff_traces(a, b, args.logit_tol)
-    if args.json:
-        print(json.dumps({"match": d.ok, "max_logit_delta": d.max_logit_delta, "logit_tol": d.logit_tol,
-                          "differences": [x.line() for x in d.differences]}))
-    else:
-        render(d, (str(args.a), str(args.b)), rows=args.rows)
-    return 0 if d.ok else 1
+    return diff_files(args.a, args.b, args.logit_tol, args.ignore_model, args.rows, args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,13 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Compare trace A with trace B (e.g. a device trace with the Python "
                                             "reference): header, every round's drafts/target/accepted/emitted, "
                                             "top logits within --logit-tol, summary. Timings and `implementation` "
-                                            "are ignored; `model` must match. Exit 0 match, 1 mismatch, 2 "
-                                            "unreadable input.")
+                                            "are ignored; `model` must match unless --ignore-model. Exit 0 "
+                                            "match, 1 mismatch, 2 unreadable input.")
     diff.add_argument("a", type=Path)
     diff.add_argument("b", type=Path)
     diff.add_argument("--logit-tol", type=float, default=DEFAULT_LOGIT_TOL,
                       help=f"max |difference| of top-logit values (default {DEFAULT_LOGIT_TOL:g}; "
                            "same-machine runs: 1e-4 or less)")
+    diff.add_argument("--ignore-model", action="store_true",
+                      help="compare runs of different model ids, e.g. the LiteRT and ONNX exports of the same "
+                           "checkpoints (the ids are printed as a note)")
     diff.add_argument("--rows", type=int, default=24, help="rounds shown in the table (default 24)")
     diff.add_argument("--json", action="store_true", help="print the verdict and differences as JSON")
     diff.set_defaults(func=cmd_trace_diff)
