@@ -18,7 +18,7 @@ from edge_mtp.model.layers import (
     additive_mask,
     apply_rope,
     attend,
-    copy_rows,
+    write_rows,
     rms_norm,
     rope_inv_freq,
     scale_constant,
@@ -151,11 +151,13 @@ def test_masked_slots_do_not_matter():
     assert torch.equal(attend(q, k, v, mask), attend(q, k2, v2, mask))
 
 
-def test_copy_rows_writes_consecutive_slots_of_both_layouts():
+def test_write_rows_writes_consecutive_slots_of_both_layouts():
     k, v = torch.zeros(1, 2, 8, 3), torch.zeros(1, 2, 3, 8)
     new_k = _randn(1, 2, 2, 3)
-    out_k = copy_rows(k, new_k, torch.tensor(5), 2)
-    out_v = copy_rows(v, new_k.transpose(2, 3), torch.tensor(5), 3)
+    out_k = write_rows(k, new_k, torch.tensor(5), 2)
+    out_v = write_rows(v, new_k.transpose(2, 3), torch.tensor(5), 3)
     assert torch.equal(out_k[:, :, 5:7], new_k) and not out_k[:, :, :5].any() and not out_k[:, :, 7:].any()
     assert torch.equal(out_v[:, :, :, 5:7], new_k.transpose(2, 3)) and not out_v[..., :5].any()
     assert not k.any()  # not in place
+    same = write_rows(k, new_k, torch.tensor(5), 2, in_place=True)
+    assert same is k and torch.equal(k, out_k)

@@ -33,7 +33,7 @@ class GraphShapes:
 def dus_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
     """K/V write as TFLite DYNAMIC_UPDATE_SLICE at (0, 0, start, 0) or (0, 0, 0, start).
 
-    ~2.5x faster than the scatter `index_copy` lowers to (docs/toolchain.md), and the contiguous
+    ~2.5x faster than the scatter `index_copy` lowers to (docs/tooling.md#kv-writes-dynamic_update_slice-vs-scatter), and the contiguous
     write LiteRT-LM's padded prefill chunks rely on.
     """
     from litert_torch.generative.custom_ops import dynamic_update_slice as dus

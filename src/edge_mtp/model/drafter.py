@@ -1,4 +1,4 @@
-"""Gemma 4 MTP drafter ("assistant"), one stateless draft step (gemma4_spec.md §4).
+"""Gemma 4 MTP drafter ("assistant"), one stateless draft step (docs/model.md#drafter-step).
 
     u      = concat(E_target[token] * sqrt(H_target), carry)     (built by the caller)
     x      = pre_projection(u)

@@ -12,7 +12,7 @@ The K/V cache is explicit: one K buffer [1, Hkv, S, D] and one V buffer [1, Hkv,
 "transposed" layout, which its engine requires) per KV-producing layer (KV-shared
 layers attend to their type's "store" layer's buffer). Slot = absolute position, and slots are never
 cleared: rolling back is just calling the next forward at a smaller position, because the causal mask
-(`slot <= position`) hides everything written beyond it. Math: gemma4_spec.md §3.
+(`slot <= position`) hides everything written beyond it. Math: docs/model.md#decoder-layer, docs/model.md#kv-cache-layout.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from edge_mtp.quantize.tflite import WeightSource
 # (a full-size E2B/E4B target does; the tiny test models only when a test lowers this).
 EXTERNAL_DATA_MIN_BYTES = 1 << 30
 ALIGN = 64
-ACCURACY_LEVEL = 4  # MatMulNBits: int8 compute of the activations, the fast path on x86 (docs/toolchain.md)
+ACCURACY_LEVEL = 4  # MatMulNBits: int8 compute of the activations, the fast path on x86 (benchmarks/README.md)
 MS_DOMAIN = "com.microsoft"
 
 

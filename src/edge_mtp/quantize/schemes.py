@@ -11,7 +11,7 @@ in memory:
 For a matmul weight [out, in] a row is an output channel; for an embedding table a row is a token, so
 per-row scales keep rare tokens' small rows precise. An all-zero row or block (the pad token's
 embedding) gets scale 1 instead of 0: its values quantize to 0 either way, and XNNPACK rejects int4
-tensors with a zero scale (docs/toolchain.md).
+tensors with a zero scale (docs/tooling.md#xnnpack-rejects-zero-int4-scales).
 """
 
 from __future__ import annotations
