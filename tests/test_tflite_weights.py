@@ -116,6 +116,7 @@ def _run(path, ids):
 
 
 @pytest.mark.parametrize("scheme, theirs", [("i8c", "dynamic_wi8c_afp32"), ("i4c", "dynamic_wi4c_afp32"),
+                                            ("i2c", "dynamic_wi2c_afp32"),
                                             ("i4b32", "dynamic_wi4b32_afp32"), ("f32", None)])
 def test_bound_weights_equal_ai_edge_quantizer(graphs, scheme, theirs):
     tmp, constant, skeleton, sources = graphs

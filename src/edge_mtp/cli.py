@@ -326,8 +326,14 @@ def cmd_trace_diff(args) -> int:
     return diff_files(args.a, args.b, args.logit_tol, args.ignore_model, args.rows, args.json)
 
 
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the native libraries' own log lines (LiteRT, converter, onnxruntime)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-mtp", description="Gemma 4 + MTP drafter speculative decoding")
+    _add_verbose(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="speculative generation: PyTorch (--target/--drafter), or an export (LiteRT, ONNX Runtime, native)")
     _add_run_args(run)
@@ -410,8 +416,17 @@ def _guarded(func, *args) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _logs(args) -> None:
+    if not getattr(args, "verbose", False):
+        from edge_mtp.quiet import native_logs_off
+
+        native_logs_off()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # the console script, not a test calling main([...]) in its own process
+        _logs(args)
     return _guarded(args.func, args)
 
 
@@ -419,7 +434,11 @@ def export_main(argv: list[str] | None = None) -> int:
     """`edge-export`: the same as `edge-mtp export`."""
     parser = argparse.ArgumentParser(prog="edge-export", description="Gemma 4 + MTP drafter -> .litertlm bundle or ONNX")
     _add_export_args(parser)
-    return _guarded(cmd_export, parser.parse_args(argv))
+    _add_verbose(parser)
+    args = parser.parse_args(argv)
+    if argv is None:
+        _logs(args)
+    return _guarded(cmd_export, args)
 
 
 if __name__ == "__main__":

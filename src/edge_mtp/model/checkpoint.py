@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.model.config import (DrafterConfig, TargetConfig, check_pair, load_drafter_config,
@@ -85,6 +84,21 @@ def tensor_index(directory: Path) -> dict[str, tuple[Path, dict]]:
     return index
 
 
+_TORCH_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+                 "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                 "BOOL": torch.bool}
+
+
+def _mapped(mapping: np.memmap, path: Path, info: dict) -> torch.Tensor:
+    """A tensor viewing its bytes in the mapped file: pages are read when touched, so a full-size model in
+    its stored dtype costs only the memory it uses (the 262144-row per-layer-embedding table is gathered
+    a few rows per token). `.to(dtype)` of another dtype copies, as it must."""
+    header = 8 + int.from_bytes(mapping[:8].tobytes(), "little")
+    start, end = info["data_offsets"]
+    raw = torch.from_numpy(mapping[header + start:header + end])
+    return raw.view(_TORCH_DTYPES[info["dtype"]]).reshape(info["shape"])
+
+
 def _tolerated(name: str, prefix: str, module: torch.nn.Module) -> bool:
     """Unused tensors some releases carry: vision/audio towers, an untied copy of the LM head, and the
     k/v projections of KV-shared layers (the original Google E2B/E4B releases ship them)."""
@@ -107,7 +121,7 @@ def load_weights(module: torch.nn.Module, directory: Path, prefix: str, dtype: t
     index = tensor_index(directory)
     expected = {k: v for k, v in module.state_dict(keep_vars=True).items()}
     loaded, skipped = {}, {}
-    handles: dict[Path, object] = {}
+    maps: dict[Path, np.memmap] = {}
     for key, ref in expected.items():
         name = prefix + key
         if name not in index:
@@ -120,9 +134,9 @@ def load_weights(module: torch.nn.Module, directory: Path, prefix: str, dtype: t
         if external is not None and isinstance(ref, torch.nn.Parameter) and external(key, ref):
             skipped[key] = (name, tuple(ref.shape))
             continue
-        if path not in handles:
-            handles[path] = safe_open(str(path), framework="pt")
-        tensor = handles[path].get_tensor(name)
+        if path not in maps:
+            maps[path] = np.memmap(path, np.uint8, mode="c")  # copy-on-write: nothing is written back
+        tensor = _mapped(maps[path], path, info)
         loaded[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     for name in index:
         if name.startswith(prefix) and name[len(prefix):] not in expected and not _tolerated(name, prefix, module):

@@ -12,8 +12,9 @@ LiteRT (`.litertlm`), all weights dynamic-range (int weights, float activations)
     int4   int4 channelwise matmuls and tables, int8 channelwise per-layer-embedding projections: the
            layout of Google's own Gemma 4 bundles (ai-edge-quantizer's `gemma4_mixed48` recipe), which keeps
            an E2B bundle below the size of Google's
-    mixed  int4 blockwise-32 MLPs, int8 channelwise attention, per-layer-embedding projections and tables:
-           larger, closer to int8 quality
+    mixed  `int4` with int2 channelwise embedding tables (token and per-layer embeddings, read one row per
+           token): ~25% smaller, so that E4B fits in the size of Google's bundle (which stores 2-bit
+           weights too); the embeddings lose precision, measure your checkpoint (`edge-mtp verify`)
 
 ONNX (onnxruntime's MatMulNBits / GatherBlockQuantized take block scales only; where a block does not
 divide a row, the next smaller one is used):
@@ -41,7 +42,7 @@ LITERT_MODES: dict[str, Rules] = {
     "fp16": [(".*", "*", "f16")],
     "int8": [(".*", MATMUL, "i8c"), (".*", LOOKUP, "i8c")],
     "int4": [(PER_LAYER, MATMUL, "i8c"), (".*", MATMUL, "i4c"), (".*", LOOKUP, "i4c")],
-    "mixed": [(r"self_attn|per_layer", MATMUL, "i8c"), (".*", MATMUL, "i4b32"), (".*", LOOKUP, "i8c")],
+    "mixed": [(PER_LAYER, MATMUL, "i8c"), (".*", MATMUL, "i4c"), (".*", LOOKUP, "i2c")],
 }
 
 

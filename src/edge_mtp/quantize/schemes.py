@@ -5,7 +5,7 @@ time, so a writer can stream a 262144 x 8960 table from the checkpoint into its 
 in memory:
 
     f32, f16        float storage
-    i8c, i4c        int8 / int4, one scale per row ("channelwise"): scale = max|w| / qmax
+    i8c, i4c, i2c   int8 / int4 / int2, one scale per row ("channelwise"): scale = max|w| / qmax
     i8b<B>, i4b<B>  int8 / int4, one scale per block of B consecutive values of a row ("blockwise")
 
 For a matmul weight [out, in] a row is an output channel; for an embedding table a row is a token, so
@@ -38,9 +38,9 @@ class Scheme:
         return 2 ** (self.bits - 1) - 1
 
     def data_bytes(self, shape: tuple[int, ...]) -> int:
-        """Bytes of the stored weight values (int4 packs two per byte)."""
-        count = int(np.prod(shape))
-        return count * self.bits // 8 if self.bits != 4 else (count + 1) // 2
+        """Bytes of the stored weight values (int4 packs two per byte, int2 four)."""
+        per_byte = max(1, 8 // self.bits)
+        return (int(np.prod(shape)) + per_byte - 1) // per_byte * max(1, self.bits // 8)
 
     def scales_shape(self, shape: tuple[int, int]) -> tuple[int, ...]:
         rows, cols = shape
@@ -56,7 +56,7 @@ def parse_scheme(name: str) -> Scheme:
     """`f32`, `f16`, `i8c`, `i4c`, `i8b128`, `i4b32`, ..."""
     if name in ("f32", "f16"):
         return Scheme(name, int(name[1:]))
-    if name[:1] == "i" and name[1:2] in ("4", "8"):
+    if name[:1] == "i" and name[1:2] in ("2", "4", "8"):
         rest = name[2:]
         if rest == "c":
             return Scheme(name, int(name[1]))
@@ -66,11 +66,11 @@ def parse_scheme(name: str) -> Scheme:
 
 
 def chunk_rows(shape: tuple[int, ...]) -> int:
-    """How many rows of a [rows, cols] float32 tensor fit in one streamed chunk (an even count, so int4
-    packing never splits a byte between two chunks)."""
+    """How many rows of a [rows, cols] float32 tensor fit in one streamed chunk (a multiple of 4, so int4
+    and int2 packing never split a byte between two chunks)."""
     cols = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    rows = max(2, CHUNK_BYTES // (4 * cols))
-    return rows - rows % 2
+    rows = max(4, CHUNK_BYTES // (4 * cols))
+    return rows - rows % 4
 
 
 def _safe(scale: np.ndarray) -> np.ndarray:
@@ -102,20 +102,32 @@ def quantize(w: np.ndarray, scheme: Scheme, round_scale=None) -> tuple[np.ndarra
     return q.reshape(rows, cols), scale.reshape(rows, -1).squeeze(-1) if not scheme.block else scale[..., 0]
 
 
+def pack_bits(q: np.ndarray, bits: int, offset: int = 0) -> np.ndarray:
+    """8 / bits values per byte, the first in the lowest bits (TFLite INT4 / INT2 and onnxruntime's
+    MatMulNBits / GatherBlockQuantized agree on this order). `offset` 2^(bits-1) stores unsigned values
+    with that zero point."""
+    per_byte = 8 // bits
+    flat = (q.reshape(-1).astype(np.int16) + offset).astype(np.uint8) & ((1 << bits) - 1)
+    if flat.size % per_byte:
+        flat = np.concatenate([flat, np.zeros(per_byte - flat.size % per_byte, np.uint8)])
+    lanes = flat.reshape(-1, per_byte)
+    out = np.zeros(len(lanes), np.uint8)
+    for i in range(per_byte):
+        out |= lanes[:, i] << (bits * i)
+    return out
+
+
 def pack_int4(q: np.ndarray, offset: int = 0) -> np.ndarray:
-    """Two 4-bit values per byte, the first in the low nibble (TFLite INT4 and onnxruntime's MatMulNBits /
-    GatherBlockQuantized agree on this order). `offset` 8 stores unsigned values with zero point 8."""
-    flat = (q.reshape(-1).astype(np.int16) + offset).astype(np.uint8) & 0x0F
-    if flat.size % 2:
-        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
-    return flat[0::2] | (flat[1::2] << 4)
+    return pack_bits(q, 4, offset)
 
 
 def encode(q: np.ndarray, scheme: Scheme, unsigned: bool = False) -> bytes:
-    """The stored bytes of integers `q`: int8 as is (or +128), int4 packed (or +8, `unsigned`)."""
-    if scheme.bits == 4:
-        return pack_int4(q, 8 if unsigned else 0).tobytes()
-    return ((q.astype(np.int16) + 128).astype(np.uint8) if unsigned else q).tobytes()
+    """The stored bytes of integers `q`: int8 as is, int4 / int2 packed; `unsigned` adds the zero point
+    2^(bits-1) (onnxruntime's symmetric convention)."""
+    offset = 1 << (scheme.bits - 1) if unsigned else 0
+    if scheme.bits < 8:
+        return pack_bits(q, scheme.bits, offset).tobytes()
+    return ((q.astype(np.int16) + offset).astype(np.uint8) if unsigned else q).tobytes()
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, scheme: Scheme) -> np.ndarray:

@@ -131,6 +131,7 @@ def _plan(model, sources: dict[str, WeightSource], rules: Rules) -> list[_Weight
     schema = _schema()
     uses, kinds = _collect_uses(model, sources)
     weights = []
+    zeros: dict[int, np.ndarray] = {}  # channelwise zero points (all 0) of every weight with this many rows
     for key in sorted(uses):
         source = sources[key]
         kind = next(iter(kinds[key])) if len(kinds[key]) == 1 else OTHER
@@ -138,7 +139,7 @@ def _plan(model, sources: dict[str, WeightSource], rules: Rules) -> list[_Weight
         w = _Weight(key, source, scheme, _Blob(_new_buffer(model), scheme.data_bytes(source.shape)), uses=uses[key])
         rows = source.shape[0]
         if not scheme.is_float and not scheme.block:
-            w.scales, w.zero_points = np.ones(rows, np.float32), np.zeros(rows, np.int64)
+            w.scales, w.zero_points = np.ones(rows, np.float32), zeros.setdefault(rows, np.zeros(rows, np.int64))
         if scheme.block:
             shape = scheme.scales_shape(source.shape)
             w.scale_blob = _Blob(_new_buffer(model), int(np.prod(shape)) * 2)
@@ -153,8 +154,8 @@ def _plan(model, sources: dict[str, WeightSource], rules: Rules) -> list[_Weight
                                                         outputs=[t_index]))
                 continue
             tensor.buffer = w.data.buffer
-            tensor.type = {32: schema.TensorType.FLOAT32, 8: schema.TensorType.INT8, 4: schema.TensorType.INT4}[
-                scheme.bits]
+            tensor.type = {32: schema.TensorType.FLOAT32, 8: schema.TensorType.INT8, 4: schema.TensorType.INT4,
+                           2: schema.TensorType.INT2}[scheme.bits]
             if w.scales is not None:
                 tensor.quantization = schema.QuantizationParametersT(scale=w.scales, zeroPoint=w.zero_points,
                                                                      quantizedDimension=0)
@@ -169,6 +170,25 @@ def _plan(model, sources: dict[str, WeightSource], rules: Rules) -> list[_Weight
                     quantizedDimension=0)
         weights.append(w)
     return weights
+
+
+def _share_constants(model) -> None:
+    """Point tensors with identical constant data at one buffer: the converter gives every signature its
+    own copy of each small constant (norm weights, masks), four copies in a decoder section."""
+    import hashlib
+
+    first: dict[bytes, int] = {}
+    keep = {m.buffer for m in model.metadata or []}
+    for sg in model.subgraphs:
+        for tensor in sg.tensors:
+            buf = model.buffers[tensor.buffer]
+            if tensor.buffer in keep or tensor.isVariable or buf.data is None or len(buf.data) == 0:
+                continue
+            digest = hashlib.sha256(np.asarray(buf.data, np.uint8).tobytes()).digest()
+            original = first.setdefault(digest, tensor.buffer)
+            if original != tensor.buffer:
+                buf.data = None  # no longer referenced: an empty buffer costs a few bytes
+                tensor.buffer = original
 
 
 def _pack(model, shared: list[np.ndarray]) -> bytes:
@@ -249,9 +269,10 @@ def bind_weights(skeleton: Path, out, sources: dict[str, WeightSource], rules: R
     `out`; returns {checkpoint tensor name: scheme name} for the manifest."""
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(Path(skeleton).read_bytes(), 0)
+    _share_constants(model)
     weights = _plan(model, sources, rules)
     blobs = [b for w in weights for b in (w.data, w.scale_blob) if b is not None]
-    shared = [a for w in weights for a in (w.scales, w.zero_points) if a is not None]
+    shared = list({id(a): a for w in weights for a in (w.scales, w.zero_points) if a is not None}.values())
     size = _layout(model, blobs, shared)
     for w in weights:
         _stream(out, w)
