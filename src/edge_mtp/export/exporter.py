@@ -27,8 +27,10 @@ from typing import Iterator
 
 from edge_mtp import contract as c
 from edge_mtp.errors import EdgeMTPError
+from edge_mtp.export.graph_cache import cached, graph_key
 from edge_mtp.export.graphs import ExternalWeights, kv_names
-from edge_mtp.model import Gemma4Target, check_pair, load_drafter_config, load_target_config
+from edge_mtp.model import (Gemma4Drafter, Gemma4Target, TargetConfig, check_pair, load_drafter_config,
+                            load_target_config)
 from edge_mtp.model.checkpoint import TensorReader, load_drafter_skeleton, load_target_skeleton
 from edge_mtp.quantize.recipes import LITERT_MODES, ONNX_MODES
 from edge_mtp.quantize.tflite import WeightSource
@@ -85,11 +87,16 @@ def _file_entry(path: Path) -> dict:
     with `bytes` the total of both."""
     entry = {"sha256": c.file_sha256(path), "bytes": path.stat().st_size}
     if path.suffix == ".onnx":
+        from edge_mtp.quantize.onnx import external_files
+
         entry["file"] = path.name
         data = c.onnx_data_file(path)
         if data.exists():
             entry["data"] = {"file": data.name, "sha256": c.file_sha256(data), "bytes": data.stat().st_size}
             entry["bytes"] += entry["data"]["bytes"]
+        reads = [name for name in external_files(path) if name != data.name]
+        if reads:  # another graph's data file (hashed in that graph's entry): the tied embedding, stored once
+            entry["reads"] = reads
     return entry
 
 
@@ -125,27 +132,27 @@ def _manifest(container: str, target_dir: Path, drafter_dir: Path, opts: ExportO
 class Skeletons:
     """Both models without their weight matrices, and where each matrix is read from."""
 
-    target: object
-    tcfg: object
-    drafter: object
-    dcfg: object
+    target: Gemma4Target
+    tcfg: TargetConfig
+    drafter: Gemma4Drafter
     target_weights: ExternalWeights
     drafter_weights: ExternalWeights
     sources: dict[str, WeightSource]
-
+    configs: list[Path]  # target and drafter config.json
 
 
 def load_skeletons(target_dir: Path, drafter_dir: Path, dense_head: bool) -> Skeletons:
     check_pair(load_target_config(target_dir), load_drafter_config(drafter_dir))
     target, tcfg, t_ext = load_target_skeleton(target_dir)
-    drafter, dcfg, d_ext = load_drafter_skeleton(drafter_dir, dense_head)
+    drafter, _, d_ext = load_drafter_skeleton(drafter_dir, dense_head)
     tw, dw = ExternalWeights(target, "target", t_ext), ExternalWeights(drafter, "drafter", d_ext)
     sources = {}
     for weights, directory in ((tw, target_dir), (dw, drafter_dir)):
         reader = TensorReader(directory)
         for key, (name, shape) in weights.sources().items():
             sources[key] = WeightSource(name, shape, lambda a, b, r=reader, n=name: r.rows(n, a, b))
-    return Skeletons(target, tcfg, drafter, dcfg, tw, dw, sources)
+    return Skeletons(target, tcfg, drafter, tw, dw, sources,
+                     [Path(target_dir) / "config.json", Path(drafter_dir) / "config.json"])
 
 
 def check_output(out: Path, *, directory: bool) -> None:
@@ -192,6 +199,10 @@ class _Progress:
         if self.progress:
             self.progress.advance(self.convert)
 
+    def all_converted(self) -> None:
+        if self.progress:
+            self.progress.update(self.convert, completed=self.progress.tasks[self.convert].total)
+
     def to_bind(self, keys: list[set[str]]) -> None:
         if self.progress:
             total = sum(self.bytes_of[self.sources[k].name] for graph in keys for k in graph)
@@ -222,8 +233,10 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
     jobs = section_jobs(sk.target, sk.drafter, shapes, sk.target_weights, sk.drafter_weights)
     bars = _Progress(progress, len(jobs), sk.sources)
     rules = LITERT_MODES[opts.quant]
+    key = graph_key("litertlm", sk.configs, asdict(shapes) | {"dense_head": opts.dense_head}, [sk.target, sk.drafter])
     with disk_errors(out), work_dir(out) as work:
-        graphs = convert_sections(jobs, work, bars.converted)
+        graphs = cached(key, work, lambda d: convert_sections(jobs, d, bars.converted))
+        bars.all_converted()
         bars.to_bind([weight_keys(g) for g in graphs.values()])
         sections, recipes = {}, {}
         for section, graph in graphs.items():
@@ -255,21 +268,26 @@ def export_onnx(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOpti
     jobs = graph_jobs(sk.target, sk.drafter, opts.context, sk.target_weights, sk.drafter_weights)
     bars = _Progress(progress, len(jobs), sk.sources)
     rules = ONNX_MODES[opts.quant]
+    key = graph_key("onnx", sk.configs, {"context": opts.context, "dense_head": opts.dense_head},
+                    [sk.target, sk.drafter])
     with disk_errors(out), work_dir(out) as work:
-        skeletons = convert_graphs(jobs, work / "graphs", bars.converted)
+        skeletons = cached(key, work / "graphs", lambda d: convert_graphs(jobs, d, bars.converted))
+        bars.all_converted()
         bars.to_bind([weight_keys(g) for g in skeletons.values()])
         final = work / "export"
         final.mkdir()
-        files, recipes = {}, {}
-        for graph, skeleton in skeletons.items():
+        files, recipes, written = {}, {}, {}
+        for graph in sorted(skeletons, key=lambda g: g != c.ONNX_TARGET):  # the target writes the shared table
+            skeleton = skeletons[graph]
             files[graph] = final / skeleton.name
-            schemes = bind_weights(skeleton, files[graph], sk.sources, rules, bars.bound)
+            schemes = bind_weights(skeleton, files[graph], sk.sources, rules, bars.bound, written)
             skeleton.unlink()
             _check_quantized(opts.quant, graph, schemes)
             recipes[graph] = {"mode": opts.quant, "weights": schemes}
         tokenizer = Path(target_dir) / c.TOKENIZER_FILE
         if tokenizer.exists():
             (final / c.TOKENIZER_FILE).write_bytes(tokenizer.read_bytes())
+        files = {g: files[g] for g in skeletons}  # manifest in the graphs' usual order
         manifest = _manifest("onnx", target_dir, drafter_dir, opts, sk.tcfg, recipes, files, ONNX_TOOLS)
         (final / c.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         publish_directory(final, out)

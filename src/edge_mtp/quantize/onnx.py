@@ -71,6 +71,8 @@ class _DataWriter:
     def close(self) -> None:
         if self.file:
             self.file.close()
+            if not self.path.stat().st_size:  # every tensor was another graph's (the shared table)
+                self.path.unlink()
 
 
 def _initializer(name: str, dtype: int, dims) -> object:
@@ -95,11 +97,25 @@ def _float_tensor(writer: _DataWriter, name: str, w: np.ndarray, scheme: Scheme)
     return proto
 
 
-def _quantized_tensors(writer: _DataWriter, name: str, source: WeightSource, scheme: Scheme, kind: str):
-    """(data, scales) initializers of a MatMulNBits / GatherBlockQuantized weight, streamed by rows.
+def _refer(proto, external: list[tuple[str, str]]) -> None:
+    from onnx import TensorProto
 
-    Scales go to their own pass over the rows (cheap: the data pass dominates) so that each initializer
-    is one contiguous stretch of the data file.
+    proto.data_location = TensorProto.EXTERNAL
+    for key, value in external:
+        entry = proto.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _quantized_tensors(writer: _DataWriter, name: str, source: WeightSource, scheme: Scheme, kind: str,
+                       written: dict | None = None):
+    """(data, scales) initializers of a MatMulNBits / GatherBlockQuantized weight, streamed by rows in one
+    pass; the scales (1/8 to 1/32 of the data) are held until the data is written, so that each
+    initializer is one contiguous stretch of the data file.
+
+    Both ops store the same bytes for the same weight and block (rows of blocks along the row, first value
+    in the low bits; scales row by row), so `written` ({(key, scheme): external references}) lets a
+    graph reuse a tensor another graph of the export already wrote: the tied embedding is stored once,
+    read as the target's LM head and as the embedder's table.
     """
     from onnx import TensorProto
 
@@ -110,12 +126,22 @@ def _quantized_tensors(writer: _DataWriter, name: str, source: WeightSource, sch
     else:
         data = _initializer(f"{name}_q", TensorProto.UINT8, (rows, cols * scheme.bits // 8))
     scales = _initializer(f"{name}_scales", TensorProto.FLOAT, (rows, blocks) if kind == LOOKUP else (rows * blocks,))
-    step = chunk_rows(source.shape)
-    for proto, part in ((data, 0), (scales, 1)):
-        with writer.tensor(proto):
-            for start in range(0, rows, step):
-                q, s = quantize(source.read(start, min(rows, start + step)), scheme)
-                writer.write(encode(q, scheme, unsigned=True) if part == 0 else s.astype(np.float32).tobytes())
+    done = (written or {}).get((name, scheme.name)) if writer.file else None
+    if done:
+        _refer(data, done[0])
+        _refer(scales, done[1])
+        return data, scales
+    step, parts = chunk_rows(source.shape), []
+    with writer.tensor(data):
+        for start in range(0, rows, step):
+            q, s = quantize(source.read(start, min(rows, start + step)), scheme)
+            writer.write(encode(q, scheme, unsigned=True))
+            parts.append(s.astype(np.float32).tobytes())
+    with writer.tensor(scales):
+        for part in parts:
+            writer.write(part)
+    if writer.file and written is not None:
+        written[(name, scheme.name)] = tuple([(e.key, e.value) for e in p.external_data] for p in (data, scales))
     return data, scales
 
 
@@ -148,7 +174,8 @@ def _kind(name: str, consumers: dict[str, list]) -> tuple[str, list]:
     return OTHER, nodes
 
 
-def _bind_one(graph, writer: _DataWriter, key: str, source: WeightSource, rules: Rules, consumers) -> tuple:
+def _bind_one(graph, writer: _DataWriter, key: str, source: WeightSource, rules: Rules, consumers,
+              written: dict | None) -> tuple:
     """Replace input `weights_<key>` by initializers (and nodes); returns (scheme, uses a contrib op)."""
     from onnx import TensorProto, helper
 
@@ -168,7 +195,7 @@ def _bind_one(graph, writer: _DataWriter, key: str, source: WeightSource, rules:
             for _, matmul in uses:
                 matmul.input[1] = weight
         else:
-            data, scales = _quantized_tensors(writer, key, source, scheme, kind)
+            data, scales = _quantized_tensors(writer, key, source, scheme, kind, written)
             graph.initializer.extend([data, scales])
             for _, matmul in uses:
                 fused = helper.make_node("MatMulNBits", [matmul.input[0], data.name, scales.name], list(matmul.output),
@@ -176,7 +203,7 @@ def _bind_one(graph, writer: _DataWriter, key: str, source: WeightSource, rules:
                                          bits=scheme.bits, block_size=scheme.block, accuracy_level=ACCURACY_LEVEL)
                 matmul.CopyFrom(fused)
     elif kind == LOOKUP and not scheme.is_float:
-        data, scales = _quantized_tensors(writer, key, source, scheme, kind)
+        data, scales = _quantized_tensors(writer, key, source, scheme, kind, written)
         graph.initializer.extend([data, scales])
         for gather in uses:
             fused = helper.make_node("GatherBlockQuantized", [data.name, gather.input[1], scales.name],
@@ -202,9 +229,10 @@ def weight_keys(skeleton: Path) -> set[str]:
 
 
 def bind_weights(skeleton: Path, out: Path, sources: dict[str, WeightSource], rules: Rules,
-                 on_weight: Callable[[str], None] | None = None) -> dict[str, str]:
+                 on_weight: Callable[[str], None] | None = None, written: dict | None = None) -> dict[str, str]:
     """Write `skeleton` with its weight inputs bound (quantized by `rules`) to `out` (and
-    `<out>.data` for big graphs); returns {checkpoint tensor name: scheme name}."""
+    `<out>.data` for big graphs); returns {checkpoint tensor name: scheme name}. Pass the same `written`
+    dict for every graph of an export to store a tensor that two graphs read only once."""
     import onnx
     from onnx import helper
 
@@ -221,7 +249,7 @@ def bind_weights(skeleton: Path, out: Path, sources: dict[str, WeightSource], ru
         for key in keys:
             consumers = _consumers(graph)
             if consumers.get(WEIGHTS_PREFIX + key):
-                scheme, uses_contrib = _bind_one(graph, writer, key, sources[key], rules, consumers)
+                scheme, uses_contrib = _bind_one(graph, writer, key, sources[key], rules, consumers, written)
                 schemes[sources[key].name] = scheme.name
                 contrib |= uses_contrib
             if on_weight:
@@ -240,6 +268,14 @@ def bind_weights(skeleton: Path, out: Path, sources: dict[str, WeightSource], ru
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     onnx.save(model, str(out))
     return schemes
+
+
+def external_files(graph: Path) -> list[str]:
+    """The data files a graph's initializers live in (its own `<graph>.onnx.data`, another graph's)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    return sorted({e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"})
 
 
 def float_weight_bytes(model) -> int:

@@ -21,8 +21,9 @@ divide a row, the next smaller one is used):
 
     fp32, fp16   as above (fp16 weights behind a Cast: ORT's CPU provider has no fp16 MatMul on x86)
     int8         int8 blockwise-128 matmuls and tables
-    int4         int4 blockwise-32 matmuls, int4 blockwise-64 tables, int8 blockwise-128 per-layer-embedding
-                 projections
+    int4         int4 blockwise-32 matmuls and token table, int4 blockwise-64 per-layer-embedding table,
+                 int8 blockwise-128 per-layer-embedding projections
+The tied token table is stored once in ONNX exports: the embedder reads the target's LM-head tensor.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MATMUL, LOOKUP, OTHER = "matmul", "lookup", "other"
 # (weight-name regex, op kind, scheme); the first matching rule wins; a weight no rule matches stays float32.
 Rules = list[tuple[str, str, str]]
 PER_LAYER = r"per_layer"
+TIED = r"(^|\.)embed_tokens\.weight$"  # the token table, also the LM head: same block as the matmuls, stored once
 
 LITERT_MODES: dict[str, Rules] = {
     "fp32": [],
@@ -58,7 +60,7 @@ ONNX_MODES: dict[str, Rules] = {
     "fp16": [(".*", "*", "f16")],
     "int8": _blocks(".*", MATMUL, 8, 128, 32, 16) + _blocks(".*", LOOKUP, 8, 128, 32, 16),
     "int4": _blocks(PER_LAYER, MATMUL, 8, 128, 32, 16) + _blocks(".*", MATMUL, 4, 32, 16)
-    + _blocks(".*", LOOKUP, 4, 64, 32, 16),
+    + _blocks(TIED, LOOKUP, 4, 32, 16) + _blocks(".*", LOOKUP, 4, 64, 32, 16),
 }
 QUANT_MODES = tuple(LITERT_MODES)
 ONNX_QUANT_MODES = tuple(ONNX_MODES)

@@ -177,18 +177,20 @@ def _share_constants(model) -> None:
     own copy of each small constant (norm weights, masks), four copies in a decoder section."""
     import hashlib
 
-    first: dict[bytes, int] = {}
     keep = {m.buffer for m in model.metadata or []}
+    variable = {t.buffer for sg in model.subgraphs for t in sg.tensors if t.isVariable}
+    canonical, first = {}, {}
+    for index, buf in enumerate(model.buffers):
+        if index in keep or index in variable or buf.data is None or len(buf.data) == 0:
+            continue
+        digest = hashlib.sha256(np.asarray(buf.data, np.uint8).tobytes()).digest()
+        canonical[index] = first.setdefault(digest, index)
     for sg in model.subgraphs:
         for tensor in sg.tensors:
-            buf = model.buffers[tensor.buffer]
-            if tensor.buffer in keep or tensor.isVariable or buf.data is None or len(buf.data) == 0:
-                continue
-            digest = hashlib.sha256(np.asarray(buf.data, np.uint8).tobytes()).digest()
-            original = first.setdefault(digest, tensor.buffer)
-            if original != tensor.buffer:
-                buf.data = None  # no longer referenced: an empty buffer costs a few bytes
-                tensor.buffer = original
+            tensor.buffer = canonical.get(tensor.buffer, tensor.buffer)
+    for index, target in canonical.items():
+        if index != target:
+            model.buffers[index].data = None  # no longer referenced: an empty buffer costs a few bytes
 
 
 def _pack(model, shared: list[np.ndarray]) -> bytes:

@@ -72,6 +72,9 @@ def _check_files(directory: Path, graph: str, meta: dict) -> Path:
         if not data.is_file():
             raise EdgeMTPError(f"{data}: the manifest lists it as {graph}'s weights but the file is missing")
         check_sha256(data, meta["data"].get("sha256"), str(data))
+    for name in meta.get("reads", []):  # another graph's data file, hashed with that graph
+        if not (directory / name).is_file():
+            raise EdgeMTPError(f"{directory / name}: {graph} reads its weights from it but the file is missing")
     return path
 
 
