@@ -4,7 +4,8 @@ Runs by hand (about an hour per preset on a 2-core machine); results go to bench
 `--json`. CI runs the same code paths on the tiny pair (tests/test_export_streaming.py).
 
     .venv/bin/python benchmarks/scale.py --cache ~/.cache/edge-mtp/scale --presets e2b,e4b \\
-        --exports litertlm:int4,onnx:int4 --check --bench --json benchmarks/results/scale.json
+        --exports litertlm:int4,litertlm:mixed,onnx:int4 --determinism --check --verify --bench \\
+        --json benchmarks/results/scale.json
 
 For each preset (checkpoint made once and cached: `edge-mtp make-checkpoint --preset NAME`) and each
 `format:quant`, one step per process, each under `/usr/bin/time -v` (peak RSS of the whole step):
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".venv" / "bin"
+VENV = Path(sys.executable).parent  # the venv's bin/ (edge-export, edge-mtp, python)
 DRAFT_LEN, PREFILL, CONTEXT = 3, "32,128", 2048
 PROMPT = [2, 818, 5279, 529, 7001, 563, 496, 2455, 1003, 236881]  # 10 ids, any vocabulary of 262144
 # Published acceptance: (label, K, expected tokens per round E) -- E = 1 + sum_k prod_{j<=k} a_j.
@@ -93,57 +94,80 @@ def _sha(path: Path) -> str:
     return file_sha256(path)
 
 
-CHECK = r'''
-import json, os, shutil, sys, tempfile
-bundle, kind, native = sys.argv[1], sys.argv[2], sys.argv[3]
-prompt = json.loads(sys.argv[4])
-out = {}
-if kind == "litertlm":
-    import litert_lm
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(bundle))
-    os.environ["HOME"] = tmp
-    try:
-        with litert_lm.ModelInfo(bundle) as info:
-            out["speculative_support"] = bool(info.llm.has_speculative_decoding_support())
-        for act in ("default", "fp32"):
-            texts = {}
-            for mtp in (False, True):
-                kw = {} if act == "default" else {"activation_data_type": litert_lm.ActivationDataType.FLOAT32}
-                engine = litert_lm.Engine(bundle, backend=litert_lm.Backend.CPU(thread_count=2), max_num_tokens=64,
-                                          enable_speculative_decoding=mtp, cache_dir=tmp, **kw)
-                session = engine.create_session(apply_prompt_template=False)
-                session.run_prefill(["The quick brown fox"])
-                # 16 greedy tokens: decode until the text holds them (the API is text-level)
-                texts[mtp] = session.run_decode().texts[0]
-                del session, engine
-            out[f"litert_lm_{act}_mtp_on_equals_off"] = texts[True] == texts[False]
-            out[f"litert_lm_{act}_text"] = texts[False][:80]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+LITERT_LM = r'''
+import os, sys, tempfile
+import litert_lm
+bundle, act, mtp = sys.argv[1], sys.argv[2], sys.argv[3] == "on"
+tmp = tempfile.mkdtemp(dir=os.path.dirname(bundle))
+os.environ["HOME"] = tmp
+with litert_lm.ModelInfo(bundle) as info:
+    support = bool(info.llm.has_speculative_decoding_support())
+kw = {} if act == "default" else {"activation_data_type": litert_lm.ActivationDataType.FLOAT32}
+engine = litert_lm.Engine(bundle, backend=litert_lm.Backend.CPU(thread_count=2), max_num_tokens=32,
+                          enable_speculative_decoding=mtp, cache_dir=tmp, **kw)
+session = engine.create_session(apply_prompt_template=False)
+session.run_prefill(["The quick brown fox"])
+text = session.run_decode().texts[0]
+print("RESULT " + repr((support, text)))
+'''
+
+OURS = r'''
+import json, sys
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.open import open_export
+bundle, native, prompt = sys.argv[1], sys.argv[2] == "1", json.loads(sys.argv[3])
 backend = open_export(bundle)
 plain = generate(backend, prompt, LoopConfig(draft_len=0, max_new_tokens=16)).tokens
 spec = generate(backend, prompt, LoopConfig(draft_len=3, max_new_tokens=16)).tokens
-out["python_tokens"] = plain
-out["python_mtp_equals_plain"] = plain == spec
+out = {"plain": plain, "mtp": spec,
+       "first_difference": next((i for i, (a, b) in enumerate(zip(plain, spec)) if a != b), None)}
 if native:
     from edge_mtp.runtime.native import run_native
-    proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", "3",
-                               "--max-new-tokens", "16", "--json"], capture=True)
-    out["native_rc"] = proc.returncode
-    if proc.returncode == 0:
-        out["native_tokens_equal_python"] = json.loads(proc.stdout.strip().splitlines()[-1])["tokens"] == plain
+    for k in (0, 3):
+        proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k),
+                                   "--max-new-tokens", "16", "--json"], capture=True)
+        out[f"native_k{k}"] = json.loads(proc.stdout.strip().splitlines()[-1])["tokens"] if proc.returncode == 0 \
+            else f"exit {proc.returncode}"
 print("RESULT " + json.dumps(out))
 '''
 
 
-def check(cache: Path, bundle: Path, kind: str, native: bool) -> dict:
-    log = cache / f"check-{bundle.name}.log"
-    step = timed([str(VENV / "python"), "-c", CHECK, str(bundle), kind, "1" if native else "",
-                  json.dumps(PROMPT)], log)
+def _result(log: Path):
     found = re.findall(r"^RESULT (.*)$", log.read_text(errors="replace"), re.M)
-    step.update(json.loads(found[-1]) if found else {})
+    return found[-1] if found else None
+
+
+def check(cache: Path, bundle: Path, kind: str, native: bool) -> dict:
+    """Each engine in its own process (a full-size engine holds the whole bundle and its packed weights)."""
+    import ast
+
+    step = {"steps": {}}
+    if kind == "litertlm":
+        texts = {}
+        for act in ("default", "fp32"):
+            for mtp in ("off", "on"):
+                log = cache / f"check-{bundle.name}-litert-lm-{act}-{mtp}.log"
+                run = timed([str(VENV / "python"), "-c", LITERT_LM, str(bundle), act, mtp], log)
+                found = _result(log)
+                support, texts[(act, mtp)] = ast.literal_eval(found) if found else (None, None)
+                step["speculative_support"] = support
+                step["steps"][f"litert-lm {act} mtp {mtp}"] = run
+            step[f"litert_lm_{act}_mtp_on_equals_off"] = texts[(act, "on")] == texts[(act, "off")] is not None
+            step[f"litert_lm_{act}_texts"] = [texts[(act, "off")], texts[(act, "on")]]
+    log = cache / f"check-{bundle.name}-ours.log"
+    step["steps"]["python loop + native"] = timed([str(VENV / "python"), "-c", OURS, str(bundle),
+                                                  "1" if native else "0", json.dumps(PROMPT)], log)
+    found = _result(log)
+    step.update(json.loads(found) if found else {"ours": "failed"})
+    return step
+
+
+def verify(cache: Path, bundle: Path, pair: Path) -> dict:
+    """`edge-mtp verify` against the PyTorch model in the checkpoint's dtype (bf16): the report's lines."""
+    log = cache / f"verify-{bundle.name}.log"
+    step = timed([str(VENV / "edge-mtp"), "verify", str(bundle), "--target", str(pair / "target"),
+                  "--drafter", str(pair / "drafter")], log)
+    step["report"] = [line for line in log.read_text(errors="replace").splitlines() if "│" in line]
     return step
 
 
@@ -180,6 +204,7 @@ def main() -> int:
     p.add_argument("--exports", default="litertlm:int4,onnx:int4", help="comma-separated format:quant")
     p.add_argument("--determinism", action="store_true", help="export each twice and compare the bytes")
     p.add_argument("--check", action="store_true", help="LiteRT-LM, Python loop, native core, onnxruntime")
+    p.add_argument("--verify", action="store_true", help="edge-mtp verify on each int4 export (bf16 reference)")
     p.add_argument("--bench", action="store_true", help="edge-mtp bench on each export")
     p.add_argument("--json", type=Path, help="write all results here")
     args = p.parse_args()
@@ -199,6 +224,8 @@ def main() -> int:
                 subprocess.run(["rm", "-rf", again.get("path", "/nonexistent")], check=False)
             if row["export"]["rc"] == 0 and args.check:
                 row["check"] = check(args.cache, path, fmt, native=fmt == "litertlm")
+            if row["export"]["rc"] == 0 and args.verify and quant == "int4":
+                row["verify"] = verify(args.cache, path, pair)
             if row["export"]["rc"] == 0 and args.bench:
                 row["bench"] = bench(args.cache, path, "litert" if fmt == "litertlm" else "onnx")
             results.append(row)

@@ -191,12 +191,17 @@ def test_tokenizer_ids_and_round_trip(built):
     assert saved.read_bytes() == (built["tiny-e2b"][1] / "tokenizer.json").read_bytes()
 
 
-def test_tokenizer_caps_vocab_and_decode_skips_unknown_ids(tmp_path):
-    """Full-size presets have a 262144-token model vocab but a MAX_VOCAB tokenizer; decoding must not fail."""
+def test_tokenizer_caps_vocab_and_decode_skips_unknown_ids(tmp_path, monkeypatch):
+    """A model vocab may exceed the tokenizer's (capped at MAX_VOCAB); decoding such ids must not fail.
+    (The cap is lowered here; at its real value, 262144, the full-size presets' tokenizers are complete.)"""
+    import edge_mtp.checkpoints.tokenizer as tok
+
+    assert PRESETS["e2b"].tokenizer_vocab_size == 262144 == MAX_VOCAB
+    monkeypatch.setattr(tok, "MAX_VOCAB", 4096)
     tokenizer = build_tokenizer(262144)
-    assert tokenizer.get_vocab_size() == MAX_VOCAB == PRESETS["e2b"].tokenizer_vocab_size
+    assert tokenizer.get_vocab_size() == 4096
     ids = tokenizer.encode("héllo wörld 😀").ids
-    assert tokenizer.decode(ids + [MAX_VOCAB, 200000]) == "héllo wörld 😀"
+    assert tokenizer.decode(ids + [4096, 200000]) == "héllo wörld 😀"
     save_tokenizer(tokenizer, tmp_path / "a.json")
     save_tokenizer(build_tokenizer(262144), tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
