@@ -45,7 +45,13 @@ def headline(result: dict) -> list[str]:
     memory = (f"memory bandwidth {m['memory_bandwidth_gb_s']:.1f} GB/s ({m['bandwidth_method']}); bytes per "
               f"target step {mb(b['total'])} MB (weights {mb(b['weights'])} + K/V {mb(b['kv_cache'])})")
     best = f"best K measured: {result['best_k']}; best K predicted: {result['best_k_predicted']}"
-    return [setup, f"{m['cpu']}, {m['cores']} cores; {load}", memory, best]
+    lines = [setup, f"{m['cpu']}, {m['cores']} cores; {load}", memory, best]
+    export_k = result["export_draft_len"]
+    smaller = [r["draft_len"] for r in result["results"] if 0 < r["draft_len"] < export_k]
+    if smaller and result["backend"] != "onnx":  # ONNX's target graph takes any T
+        lines.append(f"K={','.join(map(str, smaller))}: below the bundle's K={export_k}, so each round runs the "
+                     f"K={export_k} verify signature with padding rows (it costs a full verify)")
+    return lines
 
 
 def _load(values) -> str:
