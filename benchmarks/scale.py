@@ -188,7 +188,8 @@ def bench(cache: Path, bundle: Path, backend: str) -> dict:
         "drafter_step_ms": round(t_draft * 1e3, 2),
         "verify_over_decode": round(t_verify / t_decode, 3), "drafter_over_decode": round(t_draft / t_decode, 3),
         "bytes_per_step": result["bytes_per_target_step"]["total"],
-        "decode_gb_s": round(base["target_gb_s"], 2), "bandwidth_gb_s": round(result["machine"]["memory_bandwidth_gb_s"], 2),
+        "decode_gb_s": round(base["target_gb_s"], 2),
+        "bandwidth_gb_s": round(result["machine"]["memory_bandwidth_gb_s"], 2),
         "bandwidth_fraction": round(base["bandwidth_fraction"], 3),
         "load_avg": [result["machine"]["load_avg_start"], result["machine"]["load_avg_end"]],
         # a K=2 round on a K=3 bundle verifies with padding rows, i.e. at the K=3 cost (conservative)
@@ -215,7 +216,8 @@ def main() -> int:
         pair = checkpoint(args.cache, preset)
         for spec in args.exports.split(","):
             fmt, quant = spec.split(":")
-            row = {"preset": preset, "format": fmt, "quant": quant, "export": export(args.cache, pair, preset, fmt, quant)}
+            row = {"preset": preset, "format": fmt, "quant": quant,
+                   "export": export(args.cache, pair, preset, fmt, quant)}
             print(json.dumps(row), flush=True)
             path = Path(row["export"].get("path", ""))
             if row["export"]["rc"] == 0 and args.determinism:

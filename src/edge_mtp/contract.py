@@ -57,7 +57,9 @@ def prefill_length(signature: str) -> int | None:
 
 
 # ---- ONNX graphs ----------------------------------------------------------------------------------
-ONNX_EMBEDDER, ONNX_PER_LAYER_EMBEDDER, ONNX_TARGET, ONNX_DRAFTER = "embedder", "per_layer_embedder", "target", "drafter"
+ONNX_EMBEDDER, ONNX_PER_LAYER_EMBEDDER = "embedder", "per_layer_embedder"
+ONNX_TARGET, ONNX_DRAFTER = "target", "drafter"
+ONNX_GRAPHS = (ONNX_EMBEDDER, ONNX_PER_LAYER_EMBEDDER, ONNX_TARGET, ONNX_DRAFTER)
 ONNX_OUTPUT_PREFIX = "out_"
 
 

@@ -1,4 +1,5 @@
-"""What is inside an export (.litertlm bundle or ONNX directory): sections/graphs, signatures with shapes and dtypes, manifest, bytes per decode step."""
+"""What is inside an export (.litertlm bundle or ONNX directory): sections/graphs, signatures with shapes
+and dtypes, manifest, bytes per decode step (LiteRT sections read from their flatbuffers, ONNX graphs via onnxruntime)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,11 @@ def describe_onnx(path: Path | str) -> dict:
     rows = []
     for graph, meta in sorted(backend.manifest["graphs"].items()):
         session = backend.sessions[graph]
-        rows.append((meta["file"], meta["bytes"], graph, _onnx_io(session.get_inputs()), _onnx_io(session.get_outputs())))
+        rows.append((meta["file"], meta["bytes"], graph, _onnx_io(session.get_inputs()),
+                     _onnx_io(session.get_outputs())))
     weights = backend.manifest["graphs"]["target"]["bytes"]  # graph + .onnx.data: (almost) all initializers
-    return {"rows": rows, "summary": _summary(backend.manifest, backend.model_id, weights), "manifest": backend.manifest}
+    summary = _summary(backend.manifest, backend.model_id, weights)
+    return {"rows": rows, "summary": summary, "manifest": backend.manifest}
 
 
 def describe(path: Path | str) -> dict:

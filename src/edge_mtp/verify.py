@@ -175,7 +175,6 @@ def verify_bundle(bundle: Path, target: Path, drafter: Path, dtype: str = "auto"
                             tol is not None))
         ours = generate(exported, prompt, LoopConfig(draft_len=k, max_new_tokens=NEW_TOKENS))
         same = _rounds(ours) == _rounds(theirs)
-        checks.append(Check(f"{name}: greedy K={k} trace vs PyTorch",
-                            f"{'identical' if same else 'differs'}; acceptance {_rate(ours):.1%} vs {_rate(theirs):.1%}",
-                            same or tol is None, tol is not None))
+        verdict = f"{'identical' if same else 'differs'}; acceptance {_rate(ours):.1%} vs {_rate(theirs):.1%}"
+        checks.append(Check(f"{name}: greedy K={k} trace vs PyTorch", verdict, same or tol is None, tol is not None))
     return checks

@@ -32,7 +32,8 @@ def test_recipes_pick_google_gemma4_layout_for_int4():
     """int4 = int4 channelwise matmuls and tables, int8 per-layer-embedding projections (gemma4_mixed48)."""
     rules = LITERT_MODES["int4"]
     assert scheme_for(rules, "model.language_model.layers.0.mlp.up_proj.weight", MATMUL, (512, 128)).name == "i4c"
-    assert scheme_for(rules, "model.language_model.layers.0.per_layer_projection.weight", MATMUL, (128, 16)).name == "i8c"
+    projection = "model.language_model.layers.0.per_layer_projection.weight"
+    assert scheme_for(rules, projection, MATMUL, (128, 16)).name == "i8c"
     assert scheme_for(rules, "model.language_model.embed_tokens.weight", LOOKUP, (4096, 128)).name == "i4c"
     # a block that does not divide the row falls through to the next rule
     assert scheme_for(ONNX_MODES["int4"], "model.language_model.embed_tokens_per_layer.weight", LOOKUP,
@@ -46,8 +47,8 @@ def _onnx_session(nodes, inputs, outputs, initializers):
 
     graph = helper.make_graph(nodes, "g", inputs, outputs,
                               initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)],
-                              ir_version=10)
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 

@@ -168,8 +168,8 @@ class DrafterGraph(nn.Module):
 
 def sample_cache(cfg: TextConfig, context: int, names: list[str] | None = None,
                  dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """Zero cache tensors keyed for a `kv_cache` argument; one tensor object per input (docs/tooling.md#one-sample-tensor-per-input:
-    a shared sample tensor gets merged into a single graph input)."""
+    """Zero cache tensors keyed for a `kv_cache` argument; one tensor object per input: a shared sample
+    tensor gets merged into a single graph input (docs/tooling.md#one-sample-tensor-per-input)."""
     all_names = kv_names(cfg)
     shapes = dict(zip(all_names, Gemma4Target.kv_shapes_of(cfg, context), strict=True))
     return {_short(n): torch.zeros(shapes[n], dtype=dtype) for n in (names or all_names)}

@@ -33,8 +33,8 @@ class GraphShapes:
 def dus_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
     """K/V write as TFLite DYNAMIC_UPDATE_SLICE at (0, 0, start, 0) or (0, 0, 0, start).
 
-    ~2.5x faster than the scatter `index_copy` lowers to (docs/tooling.md#kv-writes-dynamic_update_slice-vs-scatter), and the contiguous
-    write LiteRT-LM's padded prefill chunks rely on.
+    ~2.5x faster than the scatter `index_copy` lowers to, and the contiguous write LiteRT-LM's padded
+    prefill chunks rely on (docs/tooling.md#kv-writes-dynamic_update_slice-vs-scatter).
     """
     from litert_torch.generative.custom_ops import dynamic_update_slice as dus
 
@@ -67,7 +67,8 @@ def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShap
     body = TargetGraph(target, dus_writer, external=body_weights)
     prefill = TargetGraph(target, dus_writer, with_outputs=False, external=body_weights)
     jobs = {
-        c.EMBEDDER: [(c.SIG_EMBEDDER, LookupGraph(target, c.EMBEDDINGS, embed_weights), lookup_sample(1, embed_weights))],
+        c.EMBEDDER: [(c.SIG_EMBEDDER, LookupGraph(target, c.EMBEDDINGS, embed_weights),
+                      lookup_sample(1, embed_weights))],
         c.PER_LAYER_EMBEDDER: [(c.SIG_PER_LAYER_EMBEDDER, LookupGraph(target, c.PER_LAYER_EMBEDDINGS, ple_weights),
                                 lookup_sample(1, ple_weights))],
         c.PREFILL_DECODE: [(c.prefill_signature(n), prefill, target_sample(cfg, n, shapes.context, body_weights))

@@ -75,7 +75,7 @@ def graph_jobs(target: Gemma4Target, drafter: Gemma4Drafter, context: int,
                             [c.LOGITS, c.PROJECTED_ACTIVATIONS], {})
     if not cfg.ple_dim:
         del jobs[c.ONNX_PER_LAYER_EMBEDDER]
-    return {g: jobs[g] for g in (c.ONNX_EMBEDDER, c.ONNX_PER_LAYER_EMBEDDER, c.ONNX_TARGET, c.ONNX_DRAFTER) if g in jobs}
+    return {g: jobs[g] for g in c.ONNX_GRAPHS if g in jobs}
 
 
 def convert_graphs(jobs: dict[str, tuple], workdir: Path, on_graph=None) -> dict[str, Path]:

@@ -74,7 +74,9 @@ class Gemma4Drafter(nn.Module):
         if cfg.use_ordered_embeddings:
             self.masked_embedding = CentroidHead(cfg)
         self.dense_head = dense_head or not cfg.use_ordered_embeddings
-        self.rotary = nn.ModuleDict({k: RotaryEmbedding(t.rope[k], t.head_dim_of(k)) for k in sorted(set(t.layer_types))})
+        # sorted, not a set: module order must not follow string hashing (exports would differ across processes)
+        self.rotary = nn.ModuleDict({k: RotaryEmbedding(t.rope[k], t.head_dim_of(k))
+                                     for k in sorted(set(t.layer_types))})
 
     @staticmethod
     def window_mask(ranges: torch.Tensor, context: int, dtype: torch.dtype) -> torch.Tensor:

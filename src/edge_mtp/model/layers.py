@@ -1,7 +1,8 @@
 """Small building blocks of the Gemma 4 decoder, written for export (static shapes, 4-D matmuls only).
 
 Module and parameter names mirror transformers' `Gemma4Text*` classes so that a checkpoint's state dict
-maps onto these modules key for key (docs/model.md#decoder-layer, docs/model.md#checkpoint-layout). Nothing here knows about quantization,
+maps onto these modules key for key (docs/model.md#decoder-layer, docs/model.md#checkpoint-layout).
+Nothing here knows about quantization,
 backends or caches beyond "a K/V buffer tensor and the slots to write".
 """
 
@@ -92,8 +93,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 
     q: [B, T, Hq, D]; k: [B, Hkv, S, D]; v: [B, Hkv, D, S] (LiteRT-LM's "transposed" cache layout);
     mask: additive [B, T, S]. The query heads that share a KV head are folded into the row axis so every
-    product is a plain 4-D matmul against an explicitly permuted operand (docs/tooling.md#attention-as-plain-4-d-matmuls: the 5-D
-    grouped form, or a transpose folded into BATCH_MATMUL, hits a slow LiteRT path). Returns [B, T, Hq*D].
+    product is a plain 4-D matmul against an explicitly permuted operand: the 5-D grouped form, or a
+    transpose folded into BATCH_MATMUL, hits a slow LiteRT path (docs/tooling.md#attention-as-plain-4-d-matmuls).
+    Returns [B, T, Hq*D].
     """
     b, t, hq, d = q.shape
     hkv = k.shape[1]

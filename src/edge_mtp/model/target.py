@@ -12,7 +12,8 @@ The K/V cache is explicit: one K buffer [1, Hkv, S, D] and one V buffer [1, Hkv,
 "transposed" layout, which its engine requires) per KV-producing layer (KV-shared
 layers attend to their type's "store" layer's buffer). Slot = absolute position, and slots are never
 cleared: rolling back is just calling the next forward at a smaller position, because the causal mask
-(`slot <= position`) hides everything written beyond it. Math: docs/model.md#decoder-layer, docs/model.md#kv-cache-layout.
+(`slot <= position`) hides everything written beyond it. Math: docs/model.md#decoder-layer,
+docs/model.md#kv-cache-layout.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Gemma4Target(nn.Module):
         )
         self.norm = RMSNorm(h, cfg.rms_eps)
         # sorted, not a set: module order must not follow string hashing (exports would differ across processes)
-        self.rotary = nn.ModuleDict({t: RotaryEmbedding(cfg.rope[t], cfg.head_dim_of(t)) for t in sorted(set(cfg.layer_types))})
+        self.rotary = nn.ModuleDict({t: RotaryEmbedding(cfg.rope[t], cfg.head_dim_of(t))
+                                     for t in sorted(set(cfg.layer_types))})
 
     # ---- cache layout -------------------------------------------------------------------------
     @staticmethod

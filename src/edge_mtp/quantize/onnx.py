@@ -191,7 +191,8 @@ def _bind_one(graph, writer: _DataWriter, key: str, source: WeightSource, rules:
             weight = key
             if scheme.bits == 16:
                 weight = f"{key}_fp32"
-                graph.node.insert(0, helper.make_node("Cast", [key], [weight], name=f"{key}_cast", to=TensorProto.FLOAT))
+                cast = helper.make_node("Cast", [key], [weight], name=f"{key}_cast", to=TensorProto.FLOAT)
+                graph.node.insert(0, cast)
             for _, matmul in uses:
                 matmul.input[1] = weight
         else:
