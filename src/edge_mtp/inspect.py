@@ -1,5 +1,6 @@
-"""What is inside an export (.litertlm bundle or ONNX directory): sections/graphs, signatures with shapes
-and dtypes, manifest, bytes per decode step (LiteRT sections read from their flatbuffers, ONNX graphs via onnxruntime)."""
+"""What is inside an export (.litertlm bundle or ONNX directory): sections/graphs, signatures with
+shapes and dtypes, manifest, bytes per decode step (LiteRT sections read from their flatbuffers, ONNX
+graphs through onnxruntime)."""
 
 from __future__ import annotations
 
