@@ -128,9 +128,8 @@ spec = generate(backend, prompt, LoopConfig(draft_len=3, max_new_tokens=16)).tok
 out["python_tokens"] = plain
 out["python_mtp_equals_plain"] = plain == spec
 if native:
-    from edge_mtp.runtime.native import run_native
-    proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", "3",
-                               "--max-new-tokens", "16", "--json"], capture=True)
+    from edge_mtp.runtime.native import native_args, run_native
+    proc = run_native(bundle, native_args(prompt, 16, 3, as_json=True), capture=True)
     out["native_rc"] = proc.returncode
     if proc.returncode == 0:
         out["native_tokens_equal_python"] = json.loads(proc.stdout.strip().splitlines()[-1])["tokens"] == plain
