@@ -122,10 +122,9 @@ spec = generate(backend, prompt, LoopConfig(draft_len=3, max_new_tokens=16)).tok
 out = {"plain": plain, "mtp": spec,
        "first_difference": next((i for i, (a, b) in enumerate(zip(plain, spec)) if a != b), None)}
 if native:
-    from edge_mtp.runtime.native import run_native
+    from edge_mtp.runtime.native import native_args, run_native
     for k in (0, 3):
-        proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k),
-                                   "--max-new-tokens", "16", "--json"], capture=True)
+        proc = run_native(bundle, native_args(prompt, 16, k, as_json=True), capture=True)
         out[f"native_k{k}"] = json.loads(proc.stdout.strip().splitlines()[-1])["tokens"] if proc.returncode == 0 \
             else f"exit {proc.returncode}"
 print("RESULT " + json.dumps(out))

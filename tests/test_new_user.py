@@ -109,13 +109,14 @@ def test_native_log_lines_stay_out_of_the_way(bundles):
 def test_export_without_checkpoints_says_it_uses_the_demo_pair(pairs, bundles, tmp_path, capsys, monkeypatch):
     """`edge-export -o x` silently exported the random demo pair."""
     import edge_mtp.cli as cli
+    import edge_mtp.demo
     import edge_mtp.export.exporter as exporter
 
     demo = pairs.dirs("tiny-e2b")[0].parent
     exported = []
-    monkeypatch.setattr(cli, "demo_pair", lambda: demo)
+    monkeypatch.setattr(edge_mtp.demo, "demo_pair", lambda: demo)
     monkeypatch.setattr(exporter, "export_litertlm", lambda *a, **k: exported.append(a[:2]))
-    monkeypatch.setattr(cli, "cmd_inspect", lambda args: 0)
+    monkeypatch.setattr(cli, "show_inspect", lambda bundle: 0)
     rc = export_main(["-o", str(tmp_path / "demo.litertlm")])
     err = capsys.readouterr().err
     assert rc == 0 and f"exporting the built-in demo pair in {demo}" in err

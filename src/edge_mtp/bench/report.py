@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from edge_mtp.atomic import atomic_write
+from edge_mtp.atomic import atomic_write, require_parent
 
 PLOTS = ("acceptance", "tok_s", "latency", "predicted")
 COLUMNS = ("K", "TTFT ms", "prefill tok/s", "decode tok/s", "tok/round", "accept/slot", "speedup",
@@ -86,7 +86,6 @@ def markdown_table(result: dict) -> str:
 
 
 def write_json(result: dict, path: Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         json.dump(result, f, indent=1)
 
@@ -95,8 +94,8 @@ def write_report(result: dict, directory: Path) -> list[Path]:
     """DIR/<plot>.png for each plot and DIR/report.html (the tables and the PNGs embedded as base64)."""
     from edge_mtp.bench import plots
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = require_parent(directory)
+    directory.mkdir(exist_ok=True)  # DIR itself is created, never its parents
     pngs = [plots.save(name, result, directory / f"{name}.png") for name in PLOTS]
     page = directory / "report.html"
     with atomic_write(page) as f:

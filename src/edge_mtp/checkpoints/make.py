@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from edge_mtp.atomic import require_parent
 from edge_mtp.checkpoints.presets import PRESETS, Preset
 from edge_mtp.checkpoints.tokenizer import build_tokenizer, save_tokenizer
 from edge_mtp.errors import EdgeMTPError
@@ -52,7 +53,7 @@ def make_checkpoint(
     out_dir = Path(out_dir)
     spec = _preset(preset)
     _refuse_non_empty(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    require_parent(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the checkpoint is ordinary output
