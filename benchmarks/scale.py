@@ -98,16 +98,17 @@ LITERT_LM = r'''
 import os, sys, tempfile
 import litert_lm
 bundle, act, mtp = sys.argv[1], sys.argv[2], sys.argv[3] == "on"
-tmp = tempfile.mkdtemp(dir=os.path.dirname(bundle))
-os.environ["HOME"] = tmp
-with litert_lm.ModelInfo(bundle) as info:
-    support = bool(info.llm.has_speculative_decoding_support())
-kw = {} if act == "default" else {"activation_data_type": litert_lm.ActivationDataType.FLOAT32}
-engine = litert_lm.Engine(bundle, backend=litert_lm.Backend.CPU(thread_count=2), max_num_tokens=32,
-                          enable_speculative_decoding=mtp, cache_dir=tmp, **kw)
-session = engine.create_session(apply_prompt_template=False)
-session.run_prefill(["The quick brown fox"])
-text = session.run_decode().texts[0]
+with tempfile.TemporaryDirectory(dir=os.path.dirname(bundle)) as tmp:  # the engine's cache, beside the bundle
+    os.environ["HOME"] = tmp
+    with litert_lm.ModelInfo(bundle) as info:
+        support = bool(info.llm.has_speculative_decoding_support())
+    kw = {} if act == "default" else {"activation_data_type": litert_lm.ActivationDataType.FLOAT32}
+    engine = litert_lm.Engine(bundle, backend=litert_lm.Backend.CPU(thread_count=2), max_num_tokens=32,
+                              enable_speculative_decoding=mtp, cache_dir=tmp, **kw)
+    session = engine.create_session(apply_prompt_template=False)
+    session.run_prefill(["The quick brown fox"])
+    text = session.run_decode().texts[0]
+    del session, engine
 print("RESULT " + repr((support, text)))
 '''
 
@@ -197,6 +198,56 @@ def bench(cache: Path, bundle: Path, backend: str) -> dict:
     return step
 
 
+def _gb(n: float | None) -> str:
+    return "" if n is None else f"{n / 1e9:.3f}"
+
+
+def markdown(results: list[dict]) -> str:
+    """The tables benchmarks/README.md shows, from the `--json` rows of one or more runs."""
+    lines = ["| preset | export | rc | wall | peak RSS GB | total GB | " + " | ".join(
+        ["embedder", "per-layer embedder", "prefill/decode/verify", "drafter"]) + " | byte-identical |",
+        "|" + "---|" * 11]
+    names = ["tf_lite_embedder", "tf_lite_per_layer_embedder", "tf_lite_prefill_decode", "tf_lite_mtp_drafter"]
+    for r in results:
+        e = r["export"]
+        sizes = [_gb(e.get("bytes", {}).get(n)) for n in names] if r["format"] == "litertlm" else \
+            [" + ".join(f"{k} {_gb(v)}" for k, v in e.get("bytes", {}).items())] + [""] * 3
+        wall = f"{int(e['wall_s'] // 60)}:{int(e['wall_s'] % 60):02d}"
+        lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {e['rc']} | {wall} | {e['peak_rss_gb']} | "
+                     f"{_gb(e.get('total_bytes'))} | " + " | ".join(sizes) + f" | {r.get('byte_identical', '')} |")
+    lines += ["", "| preset | export | LiteRT-LM spec. support | LiteRT-LM on == off (default / fp32) | "
+              "ours: MTP == plain (first difference) | native == Python (K=0 / K=3) | check peak RSS GB |",
+              "|" + "---|" * 7]
+    for r in results:
+        c = r.get("check")
+        if not c:
+            continue
+        native = "" if "native_k0" not in c else f"{c['native_k0'] == c['plain']} / {c['native_k3'] == c['mtp']}"
+        rss = max((s["peak_rss_gb"] or 0) for s in c["steps"].values())
+        lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {c.get('speculative_support', '')} | "
+                     f"{c.get('litert_lm_default_mtp_on_equals_off', '')} / {c.get('litert_lm_fp32_mtp_on_equals_off', '')}"
+                     f" | {c.get('plain') == c.get('mtp')} ({c.get('first_difference')}) | {native} | {rss} |")
+    lines += ["", "| preset | export | decode ms | verify(K+1=4) ms | drafter step ms | verify/decode | "
+              "drafter/decode | MB per decode step | decode GB/s | copy GB/s | share | predicted speedup "
+              "(" + "; ".join(label for label, _, _ in PUBLISHED) + ") | load avg |", "|" + "---|" * 13]
+    for r in results:
+        b = r.get("bench")
+        if not b or b.get("rc"):
+            continue
+        lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {b['decode_ms']} | {b['verify_ms']} | "
+                     f"{b['drafter_step_ms']} | {b['verify_over_decode']} | {b['drafter_over_decode']} | "
+                     f"{b['bytes_per_step'] / 1e6:.0f} | {b['decode_gb_s']} | {b['bandwidth_gb_s']} | "
+                     f"{b['bandwidth_fraction']} | {' / '.join(str(v) for v in b['predicted_speedup'].values())} | "
+                     f"{b['load_avg']} |")
+    lines += ["", "| preset | export | verify rc | wall | peak RSS GB |", "|" + "---|" * 5]
+    for r in results:
+        v = r.get("verify")
+        if v:
+            lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {v['rc']} | "
+                         f"{int(v['wall_s'] // 60)}:{int(v['wall_s'] % 60):02d} | {v['peak_rss_gb']} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edge-mtp" / "scale")
@@ -207,9 +258,16 @@ def main() -> int:
     p.add_argument("--verify", action="store_true", help="edge-mtp verify on each int4 export (bf16 reference)")
     p.add_argument("--bench", action="store_true", help="edge-mtp bench on each export")
     p.add_argument("--json", type=Path, help="write all results here")
+    p.add_argument("--keep-graphs", action="store_true",
+                   help="keep the graph cache of an earlier run (by default the first export of each preset converts)")
+    p.add_argument("--markdown", type=Path, nargs="+", metavar="JSON", help="only print the tables of earlier runs")
     args = p.parse_args()
+    if args.markdown:
+        print(markdown([row for path in args.markdown for row in json.loads(path.read_text())]))
+        return 0
     args.cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["rm", "-rf", str(args.cache / "graphs")], check=True)  # the first export of each converts
+    if not args.keep_graphs:
+        subprocess.run(["rm", "-rf", str(args.cache / "graphs")], check=True)  # the first export of each converts
     results = []
     for preset in args.presets.split(","):
         pair = checkpoint(args.cache, preset)
