@@ -42,7 +42,7 @@ static void test_generate(checks *c, const char *bundle) {
     int32_t first[64];
     int n_first = 0;
     for (int k = 0; k < b.max_verify; k++) { /* K = 0 .. bundle K: the same greedy tokens */
-        emtp_config cfg = {k, 24, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+        emtp_config cfg = {k, 24, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
         emtp_generation g;
         rc = emtp_generate(&b, prompt, 12, &cfg, &g, &err);
         CHECKF(c, rc == 0, "K=%d: %s", k, err.message);
@@ -55,7 +55,7 @@ static void test_generate(checks *c, const char *bundle) {
         }
         emtp_generation_free(&g);
     }
-    emtp_config sample = {b.max_verify - 1, 16, 1, {0.8, 0, 1.0, 7}, EMTP_KV_HF};
+    emtp_config sample = {b.max_verify - 1, 16, 1, {0.8, 0, 1.0, 7}, EMTP_KV_HF, {0}};
     emtp_generation g;
     rc = emtp_generate(&b, prompt, 12, &sample, &g, &err);
     CHECKF(c, rc == 0, "%s", err.message);

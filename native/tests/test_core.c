@@ -150,7 +150,7 @@ static void test_greedy_invariance(checks *c) {
             fake f;
             emtp_backend b;
             fake_backend(&f, &b, 200, 3);
-            emtp_config cfg = {k, 37, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+            emtp_config cfg = {k, 37, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
             emtp_generation g;
             emtp_error err = {0, ""};
             int rc = emtp_generate(&b, prompts[p], lens[p], &cfg, &g, &err);
@@ -183,7 +183,7 @@ static void test_perfect_drafter(checks *c) {
         fake f;
         emtp_backend b;
         fake_backend(&f, &b, 200, 0);
-        emtp_config cfg = {4, 41, sample, {1.0, 0, 1.0, 11}, EMTP_KV_HF};
+        emtp_config cfg = {4, 41, sample, {1.0, 0, 1.0, 11}, EMTP_KV_HF, {0}};
         emtp_generation g;
         emtp_error err = {0, ""};
         int rc = emtp_generate(&b, prompt, 3, &cfg, &g, &err);
@@ -204,7 +204,7 @@ static void test_sampling_deterministic(checks *c) {
         fake f;
         emtp_backend b;
         fake_backend(&f, &b, 200, 2);
-        emtp_config cfg = {3, 30, 1, {0.9, 7, 0.95, rep < 2 ? 1234 : 99}, EMTP_KV_HF};
+        emtp_config cfg = {3, 30, 1, {0.9, 7, 0.95, rep < 2 ? 1234 : 99}, EMTP_KV_HF, {0}};
         emtp_generation g;
         emtp_error err = {0, ""};
         int rc = emtp_generate(&b, prompt, 2, &cfg, &g, &err);
@@ -233,7 +233,7 @@ static void test_stops(checks *c) {
     b.n_stop = 1;
     int first = 0;
     while (want[first] != want[9]) first++;
-    emtp_config cfg = {4, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+    emtp_config cfg = {4, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
     emtp_generation g;
     emtp_error err = {0, ""};
     int rc = emtp_generate(&b, prompt, 3, &cfg, &g, &err);
@@ -245,7 +245,7 @@ static void test_stops(checks *c) {
     /* context: 3 prompt + room for 9 more; the loop never runs the target past slot 11 (the fake errors) */
     for (int k = 0; k <= 4; k++) {
         fake_backend(&f, &b, 12, 3);
-        emtp_config cc = {k, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+        emtp_config cc = {k, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
         rc = emtp_generate(&b, prompt, 3, &cc, &g, &err);
         CHECKF(c, rc == 0, "K=%d: %s", k, err.message);
         if (!rc) {
@@ -257,7 +257,7 @@ static void test_stops(checks *c) {
     /* budget: exactly max_new_tokens even when a round could emit more */
     for (int n = 1; n <= 7; n++) {
         fake_backend(&f, &b, 200, 0);
-        emtp_config cc = {4, n, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+        emtp_config cc = {4, n, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
         rc = emtp_generate(&b, prompt, 3, &cc, &g, &err);
         CHECK(c, rc == 0);
         if (!rc) {
@@ -273,15 +273,15 @@ static void test_errors(checks *c) {
     emtp_backend b;
     emtp_generation g;
     emtp_error err = {0, ""};
-    emtp_config cfg = {4, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+    emtp_config cfg = {4, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
     fake_backend(&f, &b, 200, 3);
     CHECK(c, emtp_generate(&b, prompt, 0, &cfg, &g, &err) == EMTP_EUSAGE);
     CHECK(c, emtp_generate(&b, bad, 1, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "vocabulary"));
     fake_backend(&f, &b, 2, 3);
     CHECK(c, emtp_generate(&b, prompt, 3, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "context"));
-    emtp_config neg = {-1, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+    emtp_config neg = {-1, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
     CHECK(c, emtp_generate(&b, prompt, 1, &neg, &g, &err) == EMTP_EUSAGE);
-    emtp_config hot = {2, 30, 1, {0.0, 0, 1.0, 0}, EMTP_KV_HF};
+    emtp_config hot = {2, 30, 1, {0.0, 0, 1.0, 0}, EMTP_KV_HF, {0}};
     fake_backend(&f, &b, 200, 3);
     CHECK(c, emtp_generate(&b, prompt, 3, &hot, &g, &err) == EMTP_EUSAGE);
     /* a backend failure at every possible call: the error comes back, nothing leaks (valgrind) */
@@ -445,7 +445,7 @@ static void test_trace(checks *c) {
     emtp_backend b;
     fake_backend(&f, &b, 200, 3);
     int32_t prompt[2] = {5, 6};
-    emtp_config cfg = {2, 5, 1, {0.8, 0, 1.0, 3}, EMTP_KV_HF};
+    emtp_config cfg = {2, 5, 1, {0.8, 0, 1.0, 3}, EMTP_KV_HF, {0}};
     emtp_generation g;
     emtp_error err;
     CHECK(c, emtp_generate(&b, prompt, 2, &cfg, &g, &err) == 0);

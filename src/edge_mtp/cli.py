@@ -24,6 +24,24 @@ def _positive(text: str) -> int:
     return value
 
 
+def _draft_len(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return _positive(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a non-negative integer, got {text}") from None
+
+
+def _draft_costs(text: str):
+    from edge_mtp.runtime.draftlen import parse_costs
+
+    try:
+        return parse_costs(text)
+    except EdgeMTPError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _prompt_ids(text: str) -> list[int]:
     try:
         ids = [int(t) for t in text.replace(" ", "").split(",") if t]
@@ -40,8 +58,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (needs tokenizer.json in the target folder)")
     src.add_argument("--prompt-ids", type=_prompt_ids, help="prompt as comma-separated token ids")
-    p.add_argument("--draft-len", type=_positive, default=None,
-                   help="drafts per round K (default: the drafter's num_assistant_tokens, else 4); 0 = plain")
+    p.add_argument("--draft-len", type=_draft_len, default=None,
+                   help="drafts per round K (default: the drafter's num_assistant_tokens, else 4); 0 = plain; "
+                        "auto = K per round from the call costs and the running acceptance (up to that default)")
+    p.add_argument("--draft-costs", type=_draft_costs, default=None, metavar="D,V1,...",
+                   help="with --draft-len auto: ms of a drafter step, then of a verify of 1..K+1 tokens "
+                        "(default: timed on the backend first; a trace header's draft_policy has them)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-k", type=_positive, default=0)
@@ -67,8 +89,25 @@ def _loop_config(args, default_k: int | None):
     sampling = None
     if args.temperature > 0:
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
-    k = args.draft_len if args.draft_len is not None else (default_k if default_k is not None else 4)
+    auto = args.draft_len == "auto"
+    if args.draft_costs is not None and not auto:
+        raise EdgeMTPError("--draft-costs applies to --draft-len auto only")
+    k = args.draft_len if args.draft_len not in (None, "auto") else (default_k if default_k is not None else 4)
+    if args.draft_costs is not None:
+        k = args.draft_costs.max_draft_len  # the costs say how deep a round may draft
     return LoopConfig(draft_len=k, max_new_tokens=args.max_new_tokens, sampling=sampling, kv_view=args.kv_view)
+
+
+def _with_costs(cfg, args, backend, prompt: list[int]):
+    """`--draft-len auto`: the policy, with the given costs or ones timed on the backend now."""
+    import dataclasses
+
+    from edge_mtp.runtime.draftlen import AutoDraft, calibrate
+
+    if args.draft_len != "auto":
+        return cfg
+    costs = args.draft_costs or calibrate(backend, cfg.draft_len, token=prompt[0])
+    return dataclasses.replace(cfg, auto=AutoDraft(costs))
 
 
 def summary_line(summary: dict) -> str:
@@ -113,6 +152,8 @@ def _run_native(args) -> int:
              "--seed", str(args.seed), "--kv-view", args.kv_view]
     if args.draft_len is not None:
         flags += ["--draft-len", str(args.draft_len)]
+    if args.draft_costs is not None:
+        flags += ["--draft-costs", args.draft_costs.spec()]
     if args.trace:
         flags += ["--trace", str(args.trace)]
     if args.json:
@@ -138,6 +179,7 @@ def cmd_run(args) -> int:
         context = args.context or len(prompt) + cfg.max_new_tokens + cfg.draft_len + 1
         backend, _, _ = open_torch_backend(args.target, args.drafter, context, args.dtype, args.dense_head,
                                            args.prefill_chunk)
+    cfg = _with_costs(cfg, args, backend, prompt)
     gen = generate(backend, prompt, cfg)
     lines = trace_lines(gen, cfg, backend.name, backend.model_id)
     if args.trace:

@@ -1,0 +1,217 @@
+"""Adaptive draft length (`--draft-len auto`): choose K for every round from per-call costs and the running
+per-slot acceptance, and fall back to plain decoding when drafting does not pay.
+
+The objective is tokens per unit time of one round. A round with K drafts emits E(K) tokens in
+expectation and costs K drafter steps plus one verify of K+1 tokens (Leviathan, Kalman, Matias 2023,
+"Fast Inference from Transformers via Speculative Decoding", §3.1, with one acceptance rate per slot):
+
+    E(K) = 1 + sum_{i=1..K} prod_{j<=i} a_j        cost(K) = K * c_draft + c_verify(K + 1)
+
+and the policy drafts K* = argmax_K E(K) / cost(K) (ties: the smaller K; K = 0 is plain decoding at
+1 / c_verify(1)). `c_verify` is a table over T = 1..K_max+1, not a line: a LiteRT bundle verifies
+exactly export-K + 1 tokens in one call and any other T with T decode calls. mlx-vlm gates its MTP
+depth on the acceptance of the last 32 rounds alone; with the costs the policy also knows when even a
+perfect drafter cannot beat plain decoding on this machine, and then it never drafts (nor probes).
+
+Acceptance statistics are integer counts: for every draft slot j, the outcomes (accepted or not) of
+the last `window` times a draft in slot j was *tested* (drafts 1..j-1 accepted, so the target judged
+draft j). The estimate shrinks each slot toward the one before it, so deeper slots that were never
+tried inherit the acceptance of shallower ones:
+
+    a_0 = prior;   a_j = (s_j + prior_weight * a_{j-1}) / (n_j + prior_weight)
+
+with s_j accepted out of n_j tested in the window.
+
+Probes. When K* = 0 the counts would stop changing; a *probe* then runs the round's first drafter
+step anyway and compares its draft with the target's own token of that round (the verify sees only
+the last token, so a probe never changes an emitted token; it costs one drafter step). A probe runs
+in a K* = 0 round when drafting could pay at all (some feasible K has (K+1) * c_verify(1) >
+cost(K)) and either (a) probes so far * c_draft <= probe_budget * (plain rounds so far, this one
+included) * c_verify(1), i.e. probes cost at most `probe_budget` of plain decoding, or (b) one more
+accepted test of slot 1 would make K* > 0 (the probe can change the decision right away).
+
+Determinism. Decisions depend only on the costs, the parameters and the integer counts, never on
+the clock, so the Python loop and the C core (native/src/draftlen.c) choose the same K from the same
+inputs. The arithmetic is IEEE-754 binary64 with every operation rounded on its own (no fused
+multiply-add; the C core is built with -ffp-contract=off), in exactly this order:
+
+    prior_j = prior_weight * a_{j-1};  a_j = (s_j + prior_j) / (n_j + prior_weight)
+    p_0 = 1, E_0 = 1;  p_K = p_{K-1} * a_K;  E_K = E_{K-1} + p_K
+    cost_K = K * c_draft + c_verify[K];  score_K = E_K / cost_K;  K* = first K with the largest score
+    pays:   (K + 1) * c_verify[0] < cost_K for no K  ->  never draft
+    budget: probes * c_draft <= probe_budget * (plain_rounds * c_verify[0])
+
+(`c_verify[K]` is the verify of K+1 tokens.) Costs come from `calibrate` (timed on the backend before
+generating, and recorded in the trace header) or are given (`--draft-costs`), so a trace can be
+replayed exactly by passing its header's costs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime.views import drafter_views
+
+POLICY = "cost-acceptance/1"
+AUTO = "auto"
+PROBE_STREAM = 55  # sampling mode: the probes' own PCG32 stream (the main stream is 54), see sampling.py
+
+
+@dataclass(frozen=True)
+class DraftCosts:
+    """Milliseconds per call: one drafter step, and a verify of T = 1..K_max+1 tokens (T = 1: a decode)."""
+
+    draft_ms: float
+    verify_ms: tuple[float, ...]
+    calibrated: bool = field(default=False, compare=False)  # timed here (`calibrate`), not given
+
+    @property
+    def max_draft_len(self) -> int:
+        return len(self.verify_ms) - 1
+
+    def spec(self) -> str:
+        """The `--draft-costs` text that gives these costs back exactly (repr round-trips a float)."""
+        return ",".join(repr(float(x)) for x in (self.draft_ms, *self.verify_ms))
+
+
+def parse_costs(text: str) -> DraftCosts:
+    """`D,V1,...,V(K+1)`: drafter step then verify of 1..K+1 tokens, milliseconds, all > 0."""
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not 2 <= len(values) <= 66 or not all(0 < v < float("inf") for v in values):
+        raise EdgeMTPError(f"expected D,V1,...,V(K+1) (ms, each > 0: a drafter step, then a verify of 1..K+1 "
+                           f"tokens; K <= 64), got {text!r}")
+    return DraftCosts(values[0], tuple(values[1:]))
+
+
+@dataclass(frozen=True)
+class AutoDraft:
+    """The policy's parameters and costs (recorded in the trace header as `draft_policy`)."""
+
+    costs: DraftCosts
+    window: int = 16
+    prior: float = 0.5
+    prior_weight: float = 2.0
+    probe_budget: float = 0.01
+    lookahead: int = 4
+
+    @property
+    def max_draft_len(self) -> int:
+        return self.costs.max_draft_len
+
+    def as_trace(self) -> dict:
+        return {"policy": POLICY, "max_draft_len": self.max_draft_len, "window": self.window,
+                "prior": self.prior, "prior_weight": self.prior_weight, "probe_budget": self.probe_budget,
+                "lookahead": self.lookahead,
+                "draft_ms": self.costs.draft_ms, "verify_ms": list(self.costs.verify_ms)}
+
+
+def estimates(policy: AutoDraft, tested: Sequence[int], accepted: Sequence[int]) -> list[float]:
+    """a_1..a_Kmax from the windowed counts (n_j tested, s_j accepted), shrunk slot by slot."""
+    rates, prev = [], policy.prior
+    for n, s in zip(tested, accepted, strict=True):
+        prior = policy.prior_weight * prev
+        prev = (s + prior) / (n + policy.prior_weight)
+        rates.append(prev)
+    return rates
+
+
+def best_k(rates: Sequence[float], costs: DraftCosts, k_max: int) -> int:
+    """argmax_{K <= k_max} E(K) / cost(K); ties go to the smaller K."""
+    best, best_score, p, e = 0, 1.0 / costs.verify_ms[0], 1.0, 1.0
+    for k in range(1, k_max + 1):
+        p = p * rates[k - 1]
+        e = e + p
+        score = e / (k * costs.draft_ms + costs.verify_ms[k])
+        if score > best_score:
+            best, best_score = k, score
+    return best
+
+
+def can_pay(costs: DraftCosts, k_max: int) -> bool:
+    """Whether a drafter that is always right (K+1 tokens a round) beats plain decoding at some K <= k_max."""
+    return any((k + 1) * costs.verify_ms[0] > k * costs.draft_ms + costs.verify_ms[k] for k in range(1, k_max + 1))
+
+
+@dataclass
+class Decision:
+    k: int  # drafts this round (0 = plain decoding)
+    probe: bool  # K = 0 round that runs one drafter step to test slot 1
+    rates: list[float]  # the estimates it was made from
+
+
+@dataclass
+class DraftLenState:
+    """Per-generation state: each slot's last `window` test outcomes, probe and plain-round counts."""
+
+    policy: AutoDraft
+    outcomes: list[deque] = field(init=False)
+    probes: int = 0
+    probes_accepted: int = 0
+    plain_rounds: int = 0
+
+    def __post_init__(self):
+        self.outcomes = [deque(maxlen=self.policy.window) for _ in range(self.policy.max_draft_len)]
+
+    def counts(self) -> tuple[list[int], list[int]]:
+        return [len(d) for d in self.outcomes], [sum(d) for d in self.outcomes]
+
+    def decide(self, k_max: int) -> Decision:
+        """K for a round in which at most `k_max` drafts fit (budget and context)."""
+        policy, costs = self.policy, self.policy.costs
+        k_max = min(k_max, policy.max_draft_len)
+        tested, accepted = self.counts()
+        rates = estimates(policy, tested, accepted)
+        if k_max <= 0 or not can_pay(costs, k_max):
+            return Decision(0, False, rates)
+        k = best_k(rates, costs, k_max)
+        if k > 0:
+            return Decision(k, False, rates)
+        self.plain_rounds += 1
+        probe = self.probes * costs.draft_ms <= policy.probe_budget * (self.plain_rounds * costs.verify_ms[0])
+        first = list(self.outcomes[0])
+        if not probe and first and first[-1]:  # on a run of acceptances: keep testing while it can flip K*
+            ahead = (first + [1] * policy.lookahead)[-policy.window:]
+            hypo = estimates(policy, [len(ahead)] + tested[1:], [sum(ahead)] + accepted[1:])
+            probe = best_k(hypo, costs, k_max) > 0
+        return Decision(0, probe, rates)
+
+    def record(self, drafts: int, accepted: int) -> None:
+        """A drafting round: slots 1..min(accepted+1, drafts) were tested, slots 1..accepted kept."""
+        for j in range(min(accepted + 1, drafts)):
+            self.outcomes[j].append(1 if j < accepted else 0)
+
+    def record_probe(self, accepted: bool) -> None:
+        self.probes += 1
+        self.probes_accepted += bool(accepted)
+        self.outcomes[0].append(1 if accepted else 0)
+
+
+def calibrate(backend, k_max: int, token: int = 2, reps: int = 3) -> DraftCosts:
+    """Time the backend's calls: median of `reps` (after one warm-up) drafter steps and verifies of
+    T = 1..k_max+1 tokens at position 1, after a one-token prefill. Leaves nothing behind that a
+    later prefill does not overwrite."""
+    if backend.context < k_max + 2:
+        raise EdgeMTPError(f"calibrating K up to {k_max} needs a context of {k_max + 2}, not {backend.context}")
+    carry = backend.prefill([token]).hidden[-1]
+    views = drafter_views(0, 0, 2, backend.sliding_window)
+    verify = [[] for _ in range(k_max + 1)]
+    draft = []
+    for rep in range(reps + 1):
+        for t in range(1, k_max + 2):
+            t0 = time.perf_counter()
+            backend.verify([token] * t, 1)
+            verify[t - 1].append(time.perf_counter() - t0)
+            backend.rollback(1)
+        t0 = time.perf_counter()
+        backend.draft(token, carry, 1, views)
+        draft.append(time.perf_counter() - t0)
+    ms = lambda xs: round(statistics.median(xs[1:]) * 1000.0, 3) or 0.001  # noqa: E731
+    return DraftCosts(ms(draft), tuple(ms(v) for v in verify), calibrated=True)
