@@ -467,6 +467,163 @@ static void test_trace(checks *c) {
     emtp_generation_free(&g);
 }
 
+/* The same hand-computed cases as tests/test_loop.py test_policy_decisions_by_hand. */
+static void test_draft_policy(checks *c) {
+    emtp_draft_policy never;
+    emtp_draft_policy_defaults(&never);
+    CHECK(c, emtp_parse_draft_costs("1,2,3,4", &never) == 2 && !emtp_draft_can_pay(&never, 2));
+    emtp_draft_state s;
+    emtp_error err;
+    double rates[EMTP_MAX_DRAFT];
+    int probe;
+    CHECK(c, emtp_draft_state_init(&s, &never, 2, &err) == 0);
+    for (int i = 0; i < 16; i++) emtp_draft_record(&s, 2, 2);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 0 && !probe && s.plain_rounds == 0);
+    emtp_draft_state_free(&s);
+
+    emtp_draft_policy p;
+    emtp_draft_policy_defaults(&p);
+    CHECK(c, emtp_parse_draft_costs(" 0.5, 2, 2.5 ,3", &p) == 2 && emtp_draft_can_pay(&p, 2));
+    int tested[2] = {0, 0}, accepted[2] = {0, 0};
+    emtp_draft_estimates(&p, 2, tested, accepted, rates);
+    CHECK(c, rates[0] == 0.5 && rates[1] == 0.5 && emtp_draft_best_k(&p, rates, 2) == 0);
+    emtp_draft_state_init(&s, &p, 2, &err);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 0 && probe && s.plain_rounds == 1);
+    for (int i = 0; i < 3; i++) emtp_draft_record_probe(&s, 1);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 2 && rates[0] == 0.8 && rates[1] == 0.8);
+    CHECK(c, emtp_draft_decide(&s, 1, rates, &probe) == 1);
+    emtp_draft_record(&s, 2, 1);
+    CHECK(c, s.count[0] == 4 && s.count[1] == 1);
+    emtp_draft_state_free(&s);
+    emtp_draft_state_init(&s, &p, 2, &err);
+    emtp_draft_decide(&s, 2, rates, &probe);
+    emtp_draft_record_probe(&s, 0);
+    int first = 0;
+    for (int r = 2; r < 40 && !first; r++) {
+        emtp_draft_decide(&s, 2, rates, &probe);
+        if (probe) first = r;
+    }
+    CHECKF(c, first == 25, "first budget probe at plain round %d", first);
+    emtp_draft_state_free(&s);
+
+    emtp_draft_policy one;
+    emtp_draft_policy_defaults(&one);
+    emtp_parse_draft_costs("1,2,2", &one);
+    static const int windows[2][3] = {{0, 0, 1}, {1, 0, -1}};
+    for (int w = 0; w < 2; w++) {
+        emtp_draft_state_init(&s, &one, 1, &err);
+        for (int i = 0; i < 3 && windows[w][i] >= 0; i++) emtp_draft_record_probe(&s, windows[w][i]);
+        s.probes = 10;
+        CHECK(c, emtp_draft_decide(&s, 1, rates, &probe) == 0 && probe == (w == 0));
+        CHECK(c, rates[0] == (w == 0 ? 0.4 : 2.0 / 4.0));
+        emtp_draft_state_free(&s);
+    }
+    emtp_draft_state_init(&s, &p, 2, &err);
+    for (int i = 0; i < 32; i++) emtp_draft_record_probe(&s, i >= 16);
+    emtp_draft_decide(&s, 2, rates, &probe);
+    CHECK(c, s.count[0] == 16 && rates[0] == (16 + 1) / 18.0);
+    emtp_draft_state_free(&s);
+    CHECK(c, emtp_parse_draft_costs("1,0", &p) < 0 && emtp_parse_draft_costs("1", &p) < 0 &&
+                 emtp_parse_draft_costs("1,x", &p) < 0 && emtp_parse_draft_costs("1,2,inf", &p) < 0);
+}
+
+/* The loop under --draft-len auto on the fake model: greedy tokens of the oracle whatever K is chosen, several K
+ * chosen, probes on a drafter that is always wrong, seeded sampling deterministic, and costs at which drafting
+ * cannot pay give exactly K = 0's rounds (greedy and sampled: no drafter call, the main stream untouched). */
+static void test_auto_loop(checks *c) {
+    int32_t prompt[3] = {1, 2, 3}, want[64];
+    oracle(prompt, 3, 48, want);
+    int seen[5] = {0}, probes = 0;
+    for (int wrong = 0; wrong <= 3; wrong++) { /* drafter wrong on 1/wrong of the states (0: never) */
+        fake f;
+        emtp_backend b;
+        fake_backend(&f, &b, 200, wrong);
+        emtp_config cfg = {4, 48, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
+        emtp_draft_policy_defaults(&cfg.policy);
+        emtp_parse_draft_costs("0.1,1,1.1,1.2,1.3,1.4", &cfg.policy);
+        emtp_generation g;
+        emtp_error err = {0, ""};
+        int rc = emtp_generate(&b, prompt, 3, &cfg, &g, &err);
+        CHECKF(c, rc == 0, "%s", err.message);
+        if (rc) continue;
+        CHECKF(c, g.n_tokens == 48 && !memcmp(g.tokens, want, sizeof(int32_t) * 48), "wrong_every %d", wrong);
+        for (int r = 1; r < g.n_rounds; r++) {
+            seen[g.rounds[r].n_drafts]++;
+            CHECK(c, g.rounds[r].n_rates == 4 && g.rounds[r].rates[0] > 0 && g.rounds[r].rates[0] < 1);
+        }
+        probes += g.probes;
+        int drafted = 0;
+        for (int r = 0; r < g.n_rounds; r++) drafted += g.rounds[r].n_drafts;
+        CHECK(c, f.drafts == drafted + g.probes); /* a probe is one drafter call */
+        emtp_generation_free(&g);
+    }
+    int distinct = 0;
+    for (int k = 0; k <= 4; k++) distinct += seen[k] > 0;
+    CHECKF(c, distinct >= 3 && seen[0] && seen[4] && probes > 0, "distinct K %d, probes %d", distinct, probes);
+    for (int sample = 0; sample < 2; sample++) {
+        int32_t plain[64];
+        int n_plain = 0, rounds_plain = 0;
+        for (int autok = 0; autok < 2; autok++) {
+            fake f;
+            emtp_backend b;
+            fake_backend(&f, &b, 200, 3);
+            emtp_config cfg = {autok ? 4 : 0, 30, sample, {0.9, 7, 0.95, 1234}, EMTP_KV_HF, {0}};
+            if (autok) {
+                emtp_draft_policy_defaults(&cfg.policy);
+                emtp_parse_draft_costs("1,2,4,6,8,10", &cfg.policy);
+            }
+            emtp_generation g;
+            emtp_error err = {0, ""};
+            if (emtp_generate(&b, prompt, 3, &cfg, &g, &err)) {
+                CHECKF(c, 0, "%s", err.message);
+                continue;
+            }
+            if (!autok) {
+                n_plain = g.n_tokens;
+                rounds_plain = g.n_rounds;
+                memcpy(plain, g.tokens, sizeof(int32_t) * (size_t)g.n_tokens);
+            } else {
+                CHECK(c, f.drafts == 0 && g.probes == 0 && g.n_rounds == rounds_plain);
+                CHECK(c, g.n_tokens == n_plain && !memcmp(g.tokens, plain, sizeof(int32_t) * (size_t)n_plain));
+            }
+            emtp_generation_free(&g);
+        }
+    }
+    /* sampling with auto: the same seed gives the same trace, with drafts and probes */
+    int32_t first[64];
+    int n_first = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        fake f;
+        emtp_backend b;
+        fake_backend(&f, &b, 200, 2);
+        emtp_config cfg = {3, 40, 1, {0.9, 7, 0.95, 99}, EMTP_KV_HF, {0}};
+        emtp_draft_policy_defaults(&cfg.policy);
+        emtp_parse_draft_costs("0.1,1,1.1,1.2,1.3", &cfg.policy);
+        emtp_generation g;
+        emtp_error err = {0, ""};
+        if (emtp_generate(&b, prompt, 3, &cfg, &g, &err)) {
+            CHECKF(c, 0, "%s", err.message);
+            continue;
+        }
+        if (!rep) {
+            n_first = g.n_tokens;
+            memcpy(first, g.tokens, sizeof(int32_t) * (size_t)g.n_tokens);
+        } else {
+            CHECK(c, g.n_tokens == n_first && !memcmp(g.tokens, first, sizeof(int32_t) * (size_t)n_first));
+        }
+        emtp_generation_free(&g);
+    }
+    /* no costs: a usage error, nothing leaks */
+    fake f;
+    emtp_backend b;
+    fake_backend(&f, &b, 200, 2);
+    emtp_config cfg = {3, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
+    emtp_draft_policy_defaults(&cfg.policy);
+    emtp_generation g;
+    emtp_error err = {0, ""};
+    CHECK(c, emtp_generate(&b, prompt, 3, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "costs"));
+}
+
 int main(void) {
     checks c = {0, 0};
     test_greedy_invariance(&c);
@@ -479,6 +636,8 @@ int main(void) {
     test_format(&c);
     test_json_and_manifest(&c);
     test_trace(&c);
+    test_draft_policy(&c);
+    test_auto_loop(&c);
     printf("test_core: %d checks, %d failed\n", c.run, c.failed);
     return c.failed ? 1 : 0;
 }

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 
-def _ks(text: str) -> tuple[int, ...]:
+def _ks(text: str) -> tuple[int | str, ...]:
+    """`0,1,2,auto`: draft lengths K, and `auto` (K per round, runtime/draftlen.py)."""
     try:
-        ks = tuple(int(t) for t in text.split(",") if t.strip())
+        ks = tuple(t.strip() if t.strip() == "auto" else int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated draft lengths, got {text!r}") from None
-    if not ks or min(ks) < 0:
-        raise argparse.ArgumentTypeError(f"expected non-negative draft lengths, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated draft lengths or auto, got {text!r}") from None
+    if not ks or any(k != "auto" and k < 0 for k in ks):
+        raise argparse.ArgumentTypeError(f"expected non-negative draft lengths or auto, got {text!r}")
     return ks
 
 
@@ -48,7 +49,9 @@ def add_bench(sub) -> None:
     p.add_argument("--prompts", default="builtin",
                    help="builtin (code, rewrite, free-form, chat) or a JSON file: [prompt, ...] or "
                         "{category: [prompt, ...]}, a prompt being text or token ids")
-    p.add_argument("--draft-len", type=_ks, default=(0, 1, 2, 3, 4), help="draft lengths K to sweep (0 always runs)")
+    p.add_argument("--draft-len", type=_ks, default=(0, 1, 2, 3, 4),
+                   help="draft lengths K to sweep (0 always runs); auto = --draft-len auto up to the export's K, "
+                        "with costs timed once")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--repetitions", type=int, default=1, help="measured generations per prompt and K")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured generations before each K")

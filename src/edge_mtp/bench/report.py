@@ -45,7 +45,23 @@ def headline(result: dict) -> list[str]:
     memory = (f"memory bandwidth {m['memory_bandwidth_gb_s']:.1f} GB/s ({m['bandwidth_method']}); bytes per "
               f"target step {mb(b['total'])} MB (weights {mb(b['weights'])} + K/V {mb(b['kv_cache'])})")
     best = f"best K measured: {result['best_k']}; best K predicted: {result['best_k_predicted']}"
-    return [setup, f"{m['cpu']}, {m['cores']} cores; {load}", memory, best]
+    return [setup, f"{m['cpu']}, {m['cores']} cores; {load}", memory, best, *auto_lines(result)]
+
+
+def auto_lines(result: dict) -> list[str]:
+    """`--draft-len auto` against K = 0 and the best fixed K, overall and per category, and its costs."""
+    auto = result.get("auto")
+    if not auto:
+        return []
+    row = next(r for r in result["results"] if r["draft_len"] == "auto")
+    p = row["draft_policy"]
+    costs = f"draft {p['draft_ms']} ms, verify(1..{p['max_draft_len'] + 1}) {p['verify_ms']} ms"
+    parts = [f"{c}: {a['vs_k0']:.3f} of K=0, {a['vs_best_fixed']:.3f} of best K={a['best_fixed_k']}"
+             for c, a in auto["categories"].items()]
+    total = (f"auto: {auto['decode_tok_s']:.1f} tok/s = {auto['vs_k0']:.3f} x K=0, {auto['vs_best_fixed']:.3f} x "
+             f"best fixed K={auto['best_fixed_k']}; rounds per K {row['rounds_per_k']}, probes {row['probes']}; "
+             f"costs {costs}")
+    return [total, "auto per category: " + "; ".join(parts)]
 
 
 def _load(values) -> str:

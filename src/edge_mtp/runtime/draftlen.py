@@ -51,8 +51,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime.views import drafter_views
@@ -194,7 +194,7 @@ class DraftLenState:
         self.outcomes[0].append(1 if accepted else 0)
 
 
-def calibrate(backend, k_max: int, token: int = 2, reps: int = 3) -> DraftCosts:
+def calibrate(backend, k_max: int, token: int = 2, reps: int = 7) -> DraftCosts:
     """Time the backend's calls: median of `reps` (after one warm-up) drafter steps and verifies of
     T = 1..k_max+1 tokens at position 1, after a one-token prefill. Leaves nothing behind that a
     later prefill does not overwrite."""

@@ -55,7 +55,7 @@ def compare_traces(ours: list[dict], ref: list[dict], tol: float = LOGIT_TOL) ->
     the summary exactly; timings and `implementation` are ignored."""
     problems = []
     ha, hb = ours[0], ref[0]
-    for key in ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling", "kv_view"):
+    for key in ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling", "kv_view", "draft_policy"):
         if ha.get(key) != hb.get(key):
             problems.append(f"header {key}: {ha.get(key)!r} != {hb.get(key)!r}")
     ra = [x for x in ours if x["type"] == "round"]
@@ -63,9 +63,9 @@ def compare_traces(ours: list[dict], ref: list[dict], tol: float = LOGIT_TOL) ->
     if len(ra) != len(rb):
         problems.append(f"{len(ra)} rounds != {len(rb)}")
     for a, b in zip(ra, rb):
-        for key in ("index", "position", "drafts", "target", "accepted", "emitted"):
-            if a[key] != b[key]:
-                problems.append(f"round {b['index']} {key}: {a[key]} != {b[key]}")
+        for key in ("index", "position", "drafts", "target", "accepted", "emitted", "rates", "probe"):
+            if a.get(key) != b.get(key):
+                problems.append(f"round {b['index']} {key}: {a.get(key)} != {b.get(key)}")
         ids_a, ids_b = [i for i, _ in a["top_logits"]], [i for i, _ in b["top_logits"]]
         if ids_a != ids_b:
             problems.append(f"round {b['index']} top_logits ids: {ids_a} != {ids_b}")
@@ -73,7 +73,8 @@ def compare_traces(ours: list[dict], ref: list[dict], tol: float = LOGIT_TOL) ->
         if worst > tol:
             problems.append(f"round {b['index']} top_logits differ by {worst:.3g} > {tol}")
     sa, sb = ours[-1], ref[-1]
-    for key in ("tokens", "rounds", "drafted", "accepted", "accepted_per_position", "mean_emitted_per_round", "stop"):
+    for key in ("tokens", "rounds", "drafted", "accepted", "accepted_per_position", "mean_emitted_per_round", "stop",
+                "probes", "probes_accepted"):
         if sa.get(key) != sb.get(key):
             problems.append(f"summary {key}: {sa.get(key)!r} != {sb.get(key)!r}")
     return problems

@@ -11,6 +11,8 @@ the C CLI) against the Python reference. What must match exactly:
   and values within `logit_tol` (absolute) when both rounds have them.
 * summary: `tokens`, `rounds`, `drafted`, `accepted`, `stop`; `accepted_per_position` and
   `mean_emitted_per_round` within 1e-9 (they are ratios of the integers above).
+* `--draft-len auto` traces also: header `draft_policy`, every round's `rates` (bit for bit: both sides
+  compute them with the same binary64 operations) and `probe`, summary `probes` and `probes_accepted`.
 
 Ignored: `ms` (timings), `implementation`, and any field the contract does not name.
 """
@@ -29,10 +31,10 @@ from edge_mtp.runtime.trace import FORMAT
 # machine the same library gives equal logits. Pass --logit-tol 1e-4 (or smaller) for same-machine runs.
 DEFAULT_LOGIT_TOL = 1e-3
 RATIO_TOL = 1e-9
-HEADER_KEYS = ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling")
-ROUND_KEYS = ("index", "position", "drafts", "target", "accepted", "emitted")
+HEADER_KEYS = ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling", "draft_policy")
+ROUND_KEYS = ("index", "position", "drafts", "target", "accepted", "emitted", "rates", "probe")
 SUMMARY_KEYS = ("tokens", "rounds", "drafted", "accepted", "accepted_per_position", "mean_emitted_per_round",
-                "stop")
+                "stop", "probes", "probes_accepted")
 _ROUND_TYPES = {"index": int, "position": int, "drafts": list, "target": list, "accepted": int, "emitted": list}
 
 
