@@ -160,6 +160,15 @@ def test_policy_decisions_by_hand():
         s.probes = 10
         d = s.decide(1)
         assert d.k == 0 and d.probe is probe and d.rates == [estimates(one, [len(window)], [sum(window)])[0]]
+    # cheap drafts (0.1, verify 1, 1.1, 1.2): the prior alone would draft 2 (1.75/1.4 > 1), but slot 1 is tested by
+    # a probe first; one accepted probe then gives a = 2/3, 2/3 and K = 2
+    cheap = AutoDraft(DraftCosts(0.1, (1.0, 1.1, 1.2)))
+    assert best_k([0.5, 0.5], cheap.costs, 2) == 2
+    s = DraftLenState(cheap)
+    d = s.decide(2)
+    assert (d.k, d.probe) == (0, True)
+    s.record_probe(True)
+    assert s.decide(2).k == 2
     # the window forgets: 16 rejections then 16 accepts of slot 1 leave only the accepts
     s = DraftLenState(p)
     for outcome in [False] * 16 + [True] * 16:

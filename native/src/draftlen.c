@@ -137,7 +137,7 @@ int emtp_draft_decide(emtp_draft_state *s, int k_max, double *rates, int *probe)
     counts(s, tested, accepted);
     emtp_draft_estimates(p, s->k, tested, accepted, rates);
     if (k_max <= 0 || !emtp_draft_can_pay(p, k_max)) return 0;
-    int k = emtp_draft_best_k(p, rates, k_max);
+    int k = tested[0] ? emtp_draft_best_k(p, rates, k_max) : 0; /* slot 1 untested: a probe first */
     if (k > 0) return k;
     s->plain_rounds++;
     double spent = (double)s->probes * p->draft_ms;

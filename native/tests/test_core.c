@@ -518,6 +518,16 @@ static void test_draft_policy(checks *c) {
         CHECK(c, rates[0] == (w == 0 ? 0.4 : 2.0 / 4.0));
         emtp_draft_state_free(&s);
     }
+    emtp_draft_policy cheap;
+    emtp_draft_policy_defaults(&cheap);
+    emtp_parse_draft_costs("0.1,1,1.1,1.2", &cheap);
+    double half[2] = {0.5, 0.5};
+    CHECK(c, emtp_draft_best_k(&cheap, half, 2) == 2);
+    emtp_draft_state_init(&s, &cheap, 2, &err);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 0 && probe); /* slot 1 is tested by a probe first */
+    emtp_draft_record_probe(&s, 1);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 2);
+    emtp_draft_state_free(&s);
     emtp_draft_state_init(&s, &p, 2, &err);
     for (int i = 0; i < 32; i++) emtp_draft_record_probe(&s, i >= 16);
     emtp_draft_decide(&s, 2, rates, &probe);

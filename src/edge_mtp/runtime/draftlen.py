@@ -1,49 +1,59 @@
 """Adaptive draft length (`--draft-len auto`): choose K for every round from per-call costs and the running
 per-slot acceptance, and fall back to plain decoding when drafting does not pay.
 
-The objective is tokens per unit time of one round. A round with K drafts emits E(K) tokens in
-expectation and costs K drafter steps plus one verify of K+1 tokens (Leviathan, Kalman, Matias 2023,
-"Fast Inference from Transformers via Speculative Decoding", §3.1, with one acceptance rate per slot):
+Objective: tokens per unit time of one round. A round with K drafts emits E(K) tokens in expectation
+and costs K drafter steps plus one verify of K+1 tokens (Leviathan, Kalman, Matias 2023, "Fast
+Inference from Transformers via Speculative Decoding", ICML, §3.1, with one acceptance rate per slot):
 
     E(K) = 1 + sum_{i=1..K} prod_{j<=i} a_j        cost(K) = K * c_draft + c_verify(K + 1)
 
-and the policy drafts K* = argmax_K E(K) / cost(K) (ties: the smaller K; K = 0 is plain decoding at
-1 / c_verify(1)). `c_verify` is a table over T = 1..K_max+1, not a line: a LiteRT bundle verifies
-exactly export-K + 1 tokens in one call and any other T with T decode calls. mlx-vlm gates its MTP
-depth on the acceptance of the last 32 rounds alone; with the costs the policy also knows when even a
-perfect drafter cannot beat plain decoding on this machine, and then it never drafts (nor probes).
+and the round drafts K* = argmax_{K <= K_fit} E(K) / cost(K) (ties: the smaller K; K = 0 is plain
+decoding, 1 / c_verify(1)), K_fit = the most drafts the budget and the context leave room for.
+`c_verify` is a table over T = 1..K_max+1, not a line: a LiteRT bundle verifies exactly export-K + 1
+tokens in one call and any other T with T decode calls. mlx-vlm gates its MTP depth on the last 32
+rounds' acceptance alone; with the costs, the policy also knows when even an always-right drafter
+cannot beat plain decoding on this machine (no K has (K+1) * c_verify(1) > cost(K)), and then it
+never calls the drafter at all.
 
 Acceptance statistics are integer counts: for every draft slot j, the outcomes (accepted or not) of
-the last `window` times a draft in slot j was *tested* (drafts 1..j-1 accepted, so the target judged
-draft j). The estimate shrinks each slot toward the one before it, so deeper slots that were never
-tried inherit the acceptance of shallower ones:
+the last `window` times a draft in slot j was *tested* (drafts 1..j-1 were accepted, so the target
+judged draft j; a round with k drafts of which n were accepted before the stop/budget cut tests
+slots 1..min(n+1, k)). Each slot's estimate is shrunk toward the one before it, so deeper slots that
+were never tried inherit the acceptance of shallower ones:
 
     a_0 = prior;   a_j = (s_j + prior_weight * a_{j-1}) / (n_j + prior_weight)
 
 with s_j accepted out of n_j tested in the window.
 
-Probes. When K* = 0 the counts would stop changing; a *probe* then runs the round's first drafter
-step anyway and compares its draft with the target's own token of that round (the verify sees only
-the last token, so a probe never changes an emitted token; it costs one drafter step). A probe runs
-in a K* = 0 round when drafting could pay at all (some feasible K has (K+1) * c_verify(1) >
-cost(K)) and either (a) probes so far * c_draft <= probe_budget * (plain rounds so far, this one
-included) * c_verify(1), i.e. probes cost at most `probe_budget` of plain decoding, or (b) one more
-accepted test of slot 1 would make K* > 0 (the probe can change the decision right away).
+Probes. While K* = 0 the counts would stop changing, so a K = 0 round may run a *probe*: the round's
+first drafter step, whose draft is compared with the target's own token of that round but never
+verified (the verify sees only the last token; a probe changes no emitted token and costs one drafter
+step). Rounds where drafting could pay (see above) and slot 1 has never been tested always probe
+instead of drafting, so a generation starts with one cheap test instead of K drafts. Otherwise a
+K* = 0 round probes when (a) probes so far * c_draft <= probe_budget * (plain rounds so far, this one
+included) * c_verify(1), i.e. probes spend at most `probe_budget` of what plain decoding spends, or
+(b) slot 1's last test was accepted and `lookahead` more accepted tests would make K* > 0 (a run of
+acceptances keeps being tested while it can switch drafting on). In sampling mode a probe draws its
+draft from the drafter's distribution q and tests it with min(1, p/q) like a real draft, both with
+the probes' own random stream (`PROBE_STREAM`, sampling.py), so the main stream is that of plain
+decoding.
 
 Determinism. Decisions depend only on the costs, the parameters and the integer counts, never on
 the clock, so the Python loop and the C core (native/src/draftlen.c) choose the same K from the same
-inputs. The arithmetic is IEEE-754 binary64 with every operation rounded on its own (no fused
-multiply-add; the C core is built with -ffp-contract=off), in exactly this order:
+inputs, and a trace records the estimates (`rates`) of every round bit for bit. The arithmetic is
+IEEE-754 binary64, every operation rounded on its own (no fused multiply-add: the C core is built
+with -ffp-contract=off), in exactly this order (c_verify[K] is the verify of K+1 tokens):
 
     prior_j = prior_weight * a_{j-1};  a_j = (s_j + prior_j) / (n_j + prior_weight)
     p_0 = 1, E_0 = 1;  p_K = p_{K-1} * a_K;  E_K = E_{K-1} + p_K
-    cost_K = K * c_draft + c_verify[K];  score_K = E_K / cost_K;  K* = first K with the largest score
-    pays:   (K + 1) * c_verify[0] < cost_K for no K  ->  never draft
-    budget: probes * c_draft <= probe_budget * (plain_rounds * c_verify[0])
+    cost_K = K * c_draft + c_verify[K];  score_K = E_K / cost_K, score_0 = 1 / c_verify[0];
+    K* = the first K with the largest score
+    can pay:  (K + 1) * c_verify[0] > cost_K for some K <= K_fit
+    budget:   probes * c_draft <= probe_budget * (plain_rounds * c_verify[0])
 
-(`c_verify[K]` is the verify of K+1 tokens.) Costs come from `calibrate` (timed on the backend before
-generating, and recorded in the trace header) or are given (`--draft-costs`), so a trace can be
-replayed exactly by passing its header's costs.
+Costs come from `calibrate` (timed on the backend before generating; the trace header says
+`"draft_costs_from": "calibration"`) or are given (`--draft-costs D,V1,...,V(K+1)`): a trace is
+replayed exactly by passing the costs in its header's `draft_policy`.
 """
 
 from __future__ import annotations
@@ -171,7 +181,7 @@ class DraftLenState:
         rates = estimates(policy, tested, accepted)
         if k_max <= 0 or not can_pay(costs, k_max):
             return Decision(0, False, rates)
-        k = best_k(rates, costs, k_max)
+        k = best_k(rates, costs, k_max) if tested[0] else 0  # slot 1 untested: a probe first, not K drafts
         if k > 0:
             return Decision(k, False, rates)
         self.plain_rounds += 1

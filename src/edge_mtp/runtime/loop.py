@@ -12,6 +12,11 @@ kept with probability min(1, p/q), and the first rejected one is replaced by a s
 norm(max(p - q, 0)); so the output follows the target's distribution p exactly. transformers' own
 sampling path proposes argmax drafts but accepts as if they were sampled from q, which biases its output
 toward the drafter's choices; we do not reproduce that.
+
+`--draft-len auto` (draftlen.py) picks K per round from the call costs and the running acceptance;
+only the drafts change, so greedy output is that of plain decoding. After a round that drafted nothing
+the hf drafter view equals the clean one (views.py). Its trace lines add `rates` (the estimates the
+round's K came from) and, for a probe, `probe: {draft, accepted}`.
 """
 
 from __future__ import annotations
