@@ -136,23 +136,23 @@ def test_policy_decisions_by_hand():
     s = DraftLenState(p)
     d = s.decide(2)
     assert (d.k, d.probe, s.plain_rounds) == (0, True, 1)  # probes so far 0 <= 1% of one plain round
-    # three accepted tests of slot 1: a1 = (3 + 2*0.5) / (3 + 2) = 0.8, a2 = (0 + 2*0.8) / 2 = 0.8;
-    # K1 1.8/3 = 0.6, K2 (1.8 + 0.64)/4 = 0.61 -> K = 2, but only 1 fits at the end of the budget
+    # three accepted tests of slot 1 (prior weight 1): a1 = (3 + 0.5) / (3 + 1) = 0.875, a2 = (0 + 0.875) / 1;
+    # K1 1.875/3 = 0.625, K2 (1.875 + 0.765625)/4 = 0.66 -> K = 2, but only 1 fits at the end of the budget
     for _ in range(3):
         s.record_probe(True)
-    assert s.decide(2).rates == [0.8, 0.8] and s.decide(2).k == 2 and s.decide(1).k == 1
+    assert s.decide(2).rates == [0.875, 0.875] and s.decide(2).k == 2 and s.decide(1).k == 1
     # a drafting round with 2 drafts, first accepted, second rejected: slot 1 1 more accepted, slot 2 0 of 1
     s.record(2, 1)
     assert s.counts() == ([4, 1], [4, 0])
-    # one rejected probe: a1 = (0 + 1) / 3, a2 = (0 + 2/3) / 2 = 1/3; K1 (4/3)/3 < 1/2 -> plain; the next probe
+    # one rejected probe: a1 = (0 + 0.5) / 2 = 0.25 = a2; K1 1.25/3 < 1/2 -> plain; the next probe
     # once 1 probe * 0.5 ms <= 0.01 * rounds * 2 ms, i.e. at the 25th plain round; no lookahead after a rejection
     s = DraftLenState(p)
     s.decide(2)
     s.record_probe(False)
     probes = [r for r in range(2, 40) if s.decide(2).probe]
     assert probes[0] == 25
-    # lookahead: slot 1 window [0, 0, 1] -> a1 = (1 + 1)/(3 + 2) = 0.4: plain, and the budget is spent, but four more
-    # accepts would give (5 + 1)/(7 + 2) = 2/3 and K = 1 (score (1 + 2/3)/3 > 1/2): so probe; not after [1, 0]
+    # lookahead: slot 1 window [0, 0, 1] -> a1 = (1 + 0.5)/(3 + 1) = 0.375: plain, and the budget is spent, but four
+    # more accepts would give (5 + 0.5)/(7 + 1) = 0.6875 and K = 1 (score 1.6875/3 > 1/2): so probe; not after [1, 0]
     one = AutoDraft(DraftCosts(1.0, (2.0, 2.0)))
     for window, probe in (([0, 0, 1], True), ([1, 0], False)):
         s = DraftLenState(one)
@@ -160,9 +160,9 @@ def test_policy_decisions_by_hand():
         s.probes = 10
         d = s.decide(1)
         assert d.k == 0 and d.probe is probe and d.rates == [estimates(one, [len(window)], [sum(window)])[0]]
-    # cheap drafts (0.1, verify 1, 1.1, 1.2): the prior alone would draft 2 (1.75/1.4 > 1), but slot 1 is tested by
-    # a probe first; one accepted probe then gives a = 2/3, 2/3 and K = 2
-    cheap = AutoDraft(DraftCosts(0.1, (1.0, 1.1, 1.2)))
+    # cheap drafts (0.1, verify 1, 1.2, 1.2): the prior alone would draft 2 (1.75/1.4 > 1.5/1.3 > 1), but slot 1 is
+    # tested by a probe first; one accepted probe then gives a = 0.75, 0.75 and K = 2
+    cheap = AutoDraft(DraftCosts(0.1, (1.0, 1.2, 1.2)))
     assert best_k([0.5, 0.5], cheap.costs, 2) == 2
     s = DraftLenState(cheap)
     d = s.decide(2)
@@ -173,7 +173,7 @@ def test_policy_decisions_by_hand():
     s = DraftLenState(p)
     for outcome in [False] * 16 + [True] * 16:
         s.record_probe(outcome)
-    assert s.counts() == ([16, 0], [16, 0]) and s.decide(2).rates[0] == (16 + 1) / 18
+    assert s.counts() == ([16, 0], [16, 0]) and s.decide(2).rates[0] == (16 + 0.5) / 17
 
 
 def test_auto_greedy_output_is_plain_greedy(pairs):

@@ -20,7 +20,7 @@ void emtp_draft_policy_defaults(emtp_draft_policy *p) {
     p->enabled = 1;
     p->window = 16;
     p->prior = 0.5;
-    p->prior_weight = 2.0;
+    p->prior_weight = 1.0;
     p->probe_budget = 0.01;
     p->lookahead = 4;
 }
@@ -185,13 +185,13 @@ static int by_value(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median of v[1..n-1] (v[0] is the warm-up), rounded to microseconds, at least 0.001 ms. */
+/* Median of v[0..n-1], rounded to microseconds, at least 0.001 ms. */
 static double median_ms(double *v, int n) {
-    qsort(v + 1, (size_t)(n - 1), sizeof *v, by_value);
-    int m = n - 1;
-    double mid = m % 2 ? v[1 + m / 2] : (v[m / 2] + v[1 + m / 2]) / 2.0;
+    if (n < 1) return 0.001;
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    double mid = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
     double r = floor(mid * 1000.0 + 0.5) / 1000.0;
-    return r > 0 ? r : 0.001;
+    return r > 0.001 ? r : 0.001;
 }
 
 int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_policy *p, emtp_error *err) {
@@ -202,40 +202,47 @@ int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_p
                          b->context);
     if (k > 0 && !b->has_drafter)
         return emtp_fail(err, EMTP_EUSAGE, "this bundle has no tf_lite_mtp_drafter section; use --draft-len 0");
-    const int V = b->vocab_size, H = b->hidden_size, n = reps + 1;
+    const int V = b->vocab_size, H = b->hidden_size, warmup = 2;
     float *logits = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)V);
     float *hidden = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)H);
-    float *carry = malloc(sizeof(float) * (size_t)H), *next = malloc(sizeof(float) * (size_t)H);
-    double *times = malloc(sizeof(double) * (size_t)(k + 2) * (size_t)n);
+    float *first = malloc(sizeof(float) * (size_t)H), *carry = malloc(sizeof(float) * (size_t)H);
+    float *next = malloc(sizeof(float) * (size_t)H);
+    double *times = malloc(sizeof(double) * (size_t)(k + 2) * (size_t)reps); /* verify after K drafts; draft */
     int32_t seq[EMTP_MAX_DRAFT + 1];
     int rc = EMTP_OK;
-    if (!logits || !hidden || !carry || !next || !times) {
+    if (!logits || !hidden || !first || !carry || !next || !times) {
         rc = emtp_fail(err, EMTP_ENOMEM, "out of memory (calibration)");
         goto done;
     }
     for (int i = 0; i <= k; i++) seq[i] = token;
     if ((rc = b->ops->prefill(b->self, &token, 1, logits, hidden, err))) goto done;
-    memcpy(carry, hidden, sizeof(float) * (size_t)H);
+    memcpy(first, hidden, sizeof(float) * (size_t)H);
     emtp_views views = emtp_drafter_views(0, 0, 2, b->sliding_window, EMTP_KV_HF);
-    for (int rep = 0; rep < n; rep++) {
-        for (int t = 1; t <= k + 1; t++) {
+    for (int rep = 0; rep < warmup + reps; rep++) {
+        for (int d = 0; d <= k; d++) { /* d chained drafter steps, then a verify of d+1 tokens */
+            memcpy(carry, first, sizeof(float) * (size_t)H);
             double t0 = clock_ms();
-            if ((rc = b->ops->verify(b->self, seq, t, 1, logits, hidden, err))) goto done;
-            times[(size_t)(t - 1) * (size_t)n + (size_t)rep] = clock_ms() - t0;
+            for (int i = 0; i < d; i++) {
+                if ((rc = b->ops->draft(b->self, token, carry, 1, &views, logits, next, err))) goto done;
+                memcpy(carry, next, sizeof(float) * (size_t)H);
+            }
+            double t1 = clock_ms();
+            if ((rc = b->ops->verify(b->self, seq, d + 1, 1, logits, hidden, err))) goto done;
+            double t2 = clock_ms();
             b->ops->rollback(b->self, 1);
-        }
-        if (k > 0) {
-            double t0 = clock_ms();
-            if ((rc = b->ops->draft(b->self, token, carry, 1, &views, logits, next, err))) goto done;
-            times[(size_t)(k + 1) * (size_t)n + (size_t)rep] = clock_ms() - t0;
+            if (rep >= warmup) {
+                times[(size_t)d * (size_t)reps + (size_t)(rep - warmup)] = t2 - t1;
+                if (d == k && k) times[(size_t)(k + 1) * (size_t)reps + (size_t)(rep - warmup)] = (t1 - t0) / k;
+            }
         }
     }
-    for (int t = 0; t <= k; t++) p->verify_ms[t] = median_ms(times + (size_t)t * (size_t)n, n);
-    p->draft_ms = k > 0 ? median_ms(times + (size_t)(k + 1) * (size_t)n, n) : 0.001;
+    for (int d = 0; d <= k; d++) p->verify_ms[d] = median_ms(times + (size_t)d * (size_t)reps, reps);
+    p->draft_ms = k > 0 ? median_ms(times + (size_t)(k + 1) * (size_t)reps, reps) : 0.001;
     p->calibrated = 1;
 done:
     free(logits);
     free(hidden);
+    free(first);
     free(carry);
     free(next);
     free(times);

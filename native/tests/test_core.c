@@ -490,7 +490,7 @@ static void test_draft_policy(checks *c) {
     emtp_draft_state_init(&s, &p, 2, &err);
     CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 0 && probe && s.plain_rounds == 1);
     for (int i = 0; i < 3; i++) emtp_draft_record_probe(&s, 1);
-    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 2 && rates[0] == 0.8 && rates[1] == 0.8);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 2 && rates[0] == 0.875 && rates[1] == 0.875);
     CHECK(c, emtp_draft_decide(&s, 1, rates, &probe) == 1);
     emtp_draft_record(&s, 2, 1);
     CHECK(c, s.count[0] == 4 && s.count[1] == 1);
@@ -515,12 +515,12 @@ static void test_draft_policy(checks *c) {
         for (int i = 0; i < 3 && windows[w][i] >= 0; i++) emtp_draft_record_probe(&s, windows[w][i]);
         s.probes = 10;
         CHECK(c, emtp_draft_decide(&s, 1, rates, &probe) == 0 && probe == (w == 0));
-        CHECK(c, rates[0] == (w == 0 ? 0.4 : 2.0 / 4.0));
+        CHECK(c, rates[0] == (w == 0 ? 0.375 : 0.5));
         emtp_draft_state_free(&s);
     }
     emtp_draft_policy cheap;
     emtp_draft_policy_defaults(&cheap);
-    emtp_parse_draft_costs("0.1,1,1.1,1.2", &cheap);
+    emtp_parse_draft_costs("0.1,1,1.2,1.2", &cheap);
     double half[2] = {0.5, 0.5};
     CHECK(c, emtp_draft_best_k(&cheap, half, 2) == 2);
     emtp_draft_state_init(&s, &cheap, 2, &err);
@@ -531,39 +531,53 @@ static void test_draft_policy(checks *c) {
     emtp_draft_state_init(&s, &p, 2, &err);
     for (int i = 0; i < 32; i++) emtp_draft_record_probe(&s, i >= 16);
     emtp_draft_decide(&s, 2, rates, &probe);
-    CHECK(c, s.count[0] == 16 && rates[0] == (16 + 1) / 18.0);
+    CHECK(c, s.count[0] == 16 && rates[0] == (16 + 0.5) / 17.0);
     emtp_draft_state_free(&s);
     CHECK(c, emtp_parse_draft_costs("1,0", &p) < 0 && emtp_parse_draft_costs("1", &p) < 0 &&
                  emtp_parse_draft_costs("1,x", &p) < 0 && emtp_parse_draft_costs("1,2,inf", &p) < 0);
+}
+
+/* One generation on a fresh fake model (drafter wrong on 1/wrong of the states); `costs` != NULL turns on
+ * --draft-len auto with them. Returns 0 with *g filled, else records the failure. */
+static int fake_run(checks *c, fake *f, int wrong, emtp_config cfg, const char *costs, const int32_t *prompt, int n,
+                    emtp_generation *g) {
+    emtp_backend b;
+    fake_backend(f, &b, 200, wrong);
+    if (costs) {
+        emtp_draft_policy_defaults(&cfg.policy);
+        emtp_parse_draft_costs(costs, &cfg.policy);
+    }
+    emtp_error err = {0, ""};
+    int rc = emtp_generate(&b, prompt, n, &cfg, g, &err);
+    CHECKF(c, rc == 0, "%s", err.message);
+    return rc;
+}
+
+static int same_tokens(const emtp_generation *a, const emtp_generation *b) {
+    return a->n_tokens == b->n_tokens && !memcmp(a->tokens, b->tokens, sizeof(int32_t) * (size_t)a->n_tokens);
 }
 
 /* The loop under --draft-len auto on the fake model: greedy tokens of the oracle whatever K is chosen, several K
  * chosen, probes on a drafter that is always wrong, seeded sampling deterministic, and costs at which drafting
  * cannot pay give exactly K = 0's rounds (greedy and sampled: no drafter call, the main stream untouched). */
 static void test_auto_loop(checks *c) {
+    const char *cheap = "0.1,1,1.1,1.2,1.3,1.4", *never = "1,2,4,6,8,10";
     int32_t prompt[3] = {1, 2, 3}, want[64];
     oracle(prompt, 3, 48, want);
     int seen[5] = {0}, probes = 0;
-    for (int wrong = 0; wrong <= 3; wrong++) { /* drafter wrong on 1/wrong of the states (0: never) */
-        fake f;
-        emtp_backend b;
-        fake_backend(&f, &b, 200, wrong);
+    fake f;
+    emtp_generation g, h;
+    for (int wrong = 0; wrong <= 3; wrong++) { /* 0: never wrong */
         emtp_config cfg = {4, 48, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
-        emtp_draft_policy_defaults(&cfg.policy);
-        emtp_parse_draft_costs("0.1,1,1.1,1.2,1.3,1.4", &cfg.policy);
-        emtp_generation g;
-        emtp_error err = {0, ""};
-        int rc = emtp_generate(&b, prompt, 3, &cfg, &g, &err);
-        CHECKF(c, rc == 0, "%s", err.message);
-        if (rc) continue;
+        if (fake_run(c, &f, wrong, cfg, cheap, prompt, 3, &g)) continue;
         CHECKF(c, g.n_tokens == 48 && !memcmp(g.tokens, want, sizeof(int32_t) * 48), "wrong_every %d", wrong);
+        int drafted = 0;
         for (int r = 1; r < g.n_rounds; r++) {
             seen[g.rounds[r].n_drafts]++;
+            drafted += g.rounds[r].n_drafts;
             CHECK(c, g.rounds[r].n_rates == 4 && g.rounds[r].rates[0] > 0 && g.rounds[r].rates[0] < 1);
         }
         probes += g.probes;
-        int drafted = 0;
-        for (int r = 0; r < g.n_rounds; r++) drafted += g.rounds[r].n_drafts;
         CHECK(c, f.drafts == drafted + g.probes); /* a probe is one drafter call */
         emtp_generation_free(&g);
     }
@@ -571,65 +585,29 @@ static void test_auto_loop(checks *c) {
     for (int k = 0; k <= 4; k++) distinct += seen[k] > 0;
     CHECKF(c, distinct >= 3 && seen[0] && seen[4] && probes > 0, "distinct K %d, probes %d", distinct, probes);
     for (int sample = 0; sample < 2; sample++) {
-        int32_t plain[64];
-        int n_plain = 0, rounds_plain = 0;
-        for (int autok = 0; autok < 2; autok++) {
-            fake f;
-            emtp_backend b;
-            fake_backend(&f, &b, 200, 3);
-            emtp_config cfg = {autok ? 4 : 0, 30, sample, {0.9, 7, 0.95, 1234}, EMTP_KV_HF, {0}};
-            if (autok) {
-                emtp_draft_policy_defaults(&cfg.policy);
-                emtp_parse_draft_costs("1,2,4,6,8,10", &cfg.policy);
-            }
-            emtp_generation g;
-            emtp_error err = {0, ""};
-            if (emtp_generate(&b, prompt, 3, &cfg, &g, &err)) {
-                CHECKF(c, 0, "%s", err.message);
-                continue;
-            }
-            if (!autok) {
-                n_plain = g.n_tokens;
-                rounds_plain = g.n_rounds;
-                memcpy(plain, g.tokens, sizeof(int32_t) * (size_t)g.n_tokens);
-            } else {
-                CHECK(c, f.drafts == 0 && g.probes == 0 && g.n_rounds == rounds_plain);
-                CHECK(c, g.n_tokens == n_plain && !memcmp(g.tokens, plain, sizeof(int32_t) * (size_t)n_plain));
-            }
-            emtp_generation_free(&g);
+        emtp_config plain = {0, 30, sample, {0.9, 7, 0.95, 1234}, EMTP_KV_HF, {0}}, autok = plain;
+        autok.draft_len = 4;
+        if (fake_run(c, &f, 3, plain, NULL, prompt, 3, &g)) continue;
+        if (!fake_run(c, &f, 3, autok, never, prompt, 3, &h)) {
+            CHECK(c, f.drafts == 0 && h.probes == 0 && h.n_rounds == g.n_rounds && same_tokens(&g, &h));
+            emtp_generation_free(&h);
         }
+        emtp_generation_free(&g);
     }
-    /* sampling with auto: the same seed gives the same trace, with drafts and probes */
-    int32_t first[64];
-    int n_first = 0;
-    for (int rep = 0; rep < 2; rep++) {
-        fake f;
-        emtp_backend b;
-        fake_backend(&f, &b, 200, 2);
-        emtp_config cfg = {3, 40, 1, {0.9, 7, 0.95, 99}, EMTP_KV_HF, {0}};
-        emtp_draft_policy_defaults(&cfg.policy);
-        emtp_parse_draft_costs("0.1,1,1.1,1.2,1.3", &cfg.policy);
-        emtp_generation g;
-        emtp_error err = {0, ""};
-        if (emtp_generate(&b, prompt, 3, &cfg, &g, &err)) {
-            CHECKF(c, 0, "%s", err.message);
-            continue;
-        }
-        if (!rep) {
-            n_first = g.n_tokens;
-            memcpy(first, g.tokens, sizeof(int32_t) * (size_t)g.n_tokens);
-        } else {
-            CHECK(c, g.n_tokens == n_first && !memcmp(g.tokens, first, sizeof(int32_t) * (size_t)n_first));
+    /* sampling with auto: the same seed gives the same tokens */
+    emtp_config sampled = {3, 40, 1, {0.9, 7, 0.95, 99}, EMTP_KV_HF, {0}};
+    if (!fake_run(c, &f, 2, sampled, "0.1,1,1.1,1.2,1.3", prompt, 3, &g)) {
+        if (!fake_run(c, &f, 2, sampled, "0.1,1,1.1,1.2,1.3", prompt, 3, &h)) {
+            CHECK(c, same_tokens(&g, &h) && g.probes == h.probes);
+            emtp_generation_free(&h);
         }
         emtp_generation_free(&g);
     }
     /* no costs: a usage error, nothing leaks */
-    fake f;
     emtp_backend b;
     fake_backend(&f, &b, 200, 2);
     emtp_config cfg = {3, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
     emtp_draft_policy_defaults(&cfg.policy);
-    emtp_generation g;
     emtp_error err = {0, ""};
     CHECK(c, emtp_generate(&b, prompt, 3, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "costs"));
 }

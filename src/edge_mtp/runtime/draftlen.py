@@ -108,7 +108,7 @@ class AutoDraft:
     costs: DraftCosts
     window: int = 16
     prior: float = 0.5
-    prior_weight: float = 2.0
+    prior_weight: float = 1.0
     probe_budget: float = 0.01
     lookahead: int = 4
 
@@ -204,24 +204,29 @@ class DraftLenState:
         self.outcomes[0].append(1 if accepted else 0)
 
 
-def calibrate(backend, k_max: int, token: int = 2, reps: int = 7) -> DraftCosts:
-    """Time the backend's calls: median of `reps` (after one warm-up) drafter steps and verifies of
-    T = 1..k_max+1 tokens at position 1, after a one-token prefill. Leaves nothing behind that a
-    later prefill does not overwrite."""
+def calibrate(backend, k_max: int, token: int = 2, reps: int = 5, warmup: int = 2) -> DraftCosts:
+    """Time the backend the way rounds use it: after a one-token prefill, `warmup` + `reps` passes over
+    K = 0..k_max of "K chained drafter steps, then a verify of K+1 tokens" at position 1 (rolled back).
+    c_verify(K+1) = the median verify after K drafts; c_draft = the median per-step time of the K_max
+    runs (a first step after a verify is slower, from cold caches, so runs of K_max steps are what a
+    drafting round costs). Leaves nothing behind that a later prefill does not overwrite."""
     if backend.context < k_max + 2:
         raise EdgeMTPError(f"calibrating K up to {k_max} needs a context of {k_max + 2}, not {backend.context}")
-    carry = backend.prefill([token]).hidden[-1]
+    first = backend.prefill([token]).hidden[-1]
     views = drafter_views(0, 0, 2, backend.sliding_window)
-    verify = [[] for _ in range(k_max + 1)]
-    draft = []
-    for rep in range(reps + 1):
-        for t in range(1, k_max + 2):
-            t0 = time.perf_counter()
-            backend.verify([token] * t, 1)
-            verify[t - 1].append(time.perf_counter() - t0)
+    verify, draft = [[] for _ in range(k_max + 1)], []
+    for rep in range(warmup + reps):
+        for k in range(k_max + 1):
+            carry, t0 = first, time.perf_counter()
+            for _ in range(k):
+                _, carry = backend.draft(token, carry, 1, views)
+            t1 = time.perf_counter()
+            backend.verify([token] * (k + 1), 1)
+            t2 = time.perf_counter()
             backend.rollback(1)
-        t0 = time.perf_counter()
-        backend.draft(token, carry, 1, views)
-        draft.append(time.perf_counter() - t0)
-    ms = lambda xs: round(statistics.median(xs[1:]) * 1000.0, 3) or 0.001  # noqa: E731
+            if rep >= warmup:
+                verify[k].append(t2 - t1)
+                if k == k_max and k:
+                    draft.append((t1 - t0) / k)
+    ms = lambda xs: max(round(statistics.median(xs) * 1000.0, 3), 0.001) if xs else 0.001  # noqa: E731
     return DraftCosts(ms(draft), tuple(ms(v) for v in verify), calibrated=True)
