@@ -124,7 +124,7 @@ def test_run_draft_len_auto(e2b, pairs, capsys, tmp_path):
     prompt = ",".join(map(str, pairs.prompts("tiny-e2b")[0]))
     pair = ["--target", e2b[0], "--drafter", e2b[1], "--prompt-ids", prompt, "--max-new-tokens", 16]
     runs = []
-    for i, costs in enumerate((["--draft-costs", "0.1,1,1.1,1.2,1.3,1.4"], ["--draft-costs", "0.1,1,1.1,1.2,1.3,1.4"],
+    for i, costs in enumerate((["--draft-costs", "0.2,0.1,1,1.1,1.2,1.3,1.4"], ["--draft-costs", "0.2,0.1,1,1.1,1.2,1.3,1.4"],
                                [])):
         trace = tmp_path / f"auto{i}.jsonl"
         rc, out, _ = _run(capsys, *pair, "--draft-len", "auto", *costs, "--trace", trace, "--json")
@@ -133,13 +133,14 @@ def test_run_draft_len_auto(e2b, pairs, capsys, tmp_path):
     (first, a), (_, b), (_, timed) = runs
     assert a[0]["draft_len"] == "auto" and a[0]["draft_costs_from"] == "given"
     assert a[0]["draft_policy"]["verify_ms"] == [1.0, 1.1, 1.2, 1.3, 1.4] and a[0]["draft_policy"]["draft_ms"] == 0.1
+    assert a[0]["draft_policy"]["first_draft_ms"] == 0.2
     assert [r["drafts"] for r in a[1:-1]] == [r["drafts"] for r in b[1:-1]] and any(r["drafts"] for r in a[1:-1])
     assert timed[0]["draft_costs_from"] == "calibration" and len(timed[0]["draft_policy"]["verify_ms"]) == 5
     rc, out, _ = _run(capsys, *pair, "--draft-len", 0, "--json")
     assert json.loads(out)["tokens"] == first["tokens"] == timed[-1]["tokens"]
-    assert _run(capsys, *pair, "--draft-len", 2, "--draft-costs", "1,2,3,4")[0] == 2
-    for bad in ("1", "1,0,2", "a,b"):
+    assert _run(capsys, *pair, "--draft-len", 2, "--draft-costs", "1,1,2,3,4")[0] == 2
+    for bad in ("1,2", "1,1,0,2", "a,b,c"):
         with pytest.raises(SystemExit) as e:
             main(["run", *map(str, pair), "--draft-len", "auto", "--draft-costs", bad])
         assert e.value.code == 2
-    assert "--draft-costs: expected D,V1" in capsys.readouterr().err
+    assert "--draft-costs: expected F,D,V1" in capsys.readouterr().err

@@ -112,8 +112,8 @@ def test_context_limit_stops_with_reason(pairs):
 
 # ---- `--draft-len auto` (runtime/draftlen.py) --------------------------------------------------------
 
-CHEAP = DraftCosts(0.1, (1.0, 1.1, 1.2, 1.3, 1.4))  # drafting pays from ~25% acceptance per slot
-NEVER = DraftCosts(1.0, (2.0, 4.0, 6.0, 8.0, 10.0))  # an always-right drafter only ties with plain decoding
+CHEAP = DraftCosts(0.1, 0.1, (1.0, 1.1, 1.2, 1.3, 1.4))  # drafting pays from ~25% acceptance per slot
+NEVER = DraftCosts(1.0, 1.0, (2.0, 4.0, 6.0, 8.0, 10.0))  # an always-right drafter only ties with plain decoding
 
 
 def _auto(pairs, prompt, costs, new=NEW_TOKENS, **kw):
@@ -124,14 +124,14 @@ def _auto(pairs, prompt, costs, new=NEW_TOKENS, **kw):
 
 def test_policy_decisions_by_hand():
     # c_draft 1, c_verify(1..3) = 2, 3, 4: K=1 gives 2 tokens for 4 ms at best, K=2 3 for 6: never better than 1/2
-    never = AutoDraft(DraftCosts(1.0, (2.0, 3.0, 4.0)))
+    never = AutoDraft(DraftCosts(1.0, 1.0, (2.0, 3.0, 4.0)))
     assert not can_pay(never.costs, 2)
     s = DraftLenState(never)
     for _ in range(16):
         s.record(2, 2)
     assert s.decide(2).k == 0 and not s.decide(2).probe and s.plain_rounds == 0
     # c_draft 0.5, c_verify 2, 2.5, 3. No data: a = 0.5, 0.5; scores K0 1/2, K1 1.5/3 = 1/2 (tie: K0), K2 1.75/4
-    p = AutoDraft(DraftCosts(0.5, (2.0, 2.5, 3.0)))
+    p = AutoDraft(DraftCosts(0.5, 0.5, (2.0, 2.5, 3.0)))
     assert estimates(p, [0, 0], [0, 0]) == [0.5, 0.5] and best_k([0.5, 0.5], p.costs, 2) == 0
     s = DraftLenState(p)
     d = s.decide(2)
@@ -153,7 +153,7 @@ def test_policy_decisions_by_hand():
     assert probes[0] == 25
     # lookahead: slot 1 window [0, 0, 1] -> a1 = (1 + 0.5)/(3 + 1) = 0.375: plain, and the budget is spent, but four
     # more accepts would give (5 + 0.5)/(7 + 1) = 0.6875 and K = 1 (score 1.6875/3 > 1/2): so probe; not after [1, 0]
-    one = AutoDraft(DraftCosts(1.0, (2.0, 2.0)))
+    one = AutoDraft(DraftCosts(1.0, 1.0, (2.0, 2.0)))
     for window, probe in (([0, 0, 1], True), ([1, 0], False)):
         s = DraftLenState(one)
         s.outcomes[0].extend(window)
@@ -162,13 +162,19 @@ def test_policy_decisions_by_hand():
         assert d.k == 0 and d.probe is probe and d.rates == [estimates(one, [len(window)], [sum(window)])[0]]
     # cheap drafts (0.1, verify 1, 1.2, 1.2): the prior alone would draft 2 (1.75/1.4 > 1.5/1.3 > 1), but slot 1 is
     # tested by a probe first; one accepted probe then gives a = 0.75, 0.75 and K = 2
-    cheap = AutoDraft(DraftCosts(0.1, (1.0, 1.2, 1.2)))
+    cheap = AutoDraft(DraftCosts(0.1, 0.1, (1.0, 1.2, 1.2)))
     assert best_k([0.5, 0.5], cheap.costs, 2) == 2
     s = DraftLenState(cheap)
     d = s.decide(2)
     assert (d.k, d.probe) == (0, True)
     s.record_probe(True)
     assert s.decide(2).k == 2
+    # a cold first step: c_first 1, c_draft 0.2, verify 2, 2.9, 3 -> cost(1) = 3.9, cost(2) = 4.2; at a = 0.9, 0.9
+    # K1 1.9/3.9 < 1/2 (it would be 1.9/3.1 with c_first = 0.2) and K2 2.71/4.2 > 1/2
+    cold = DraftCosts(1.0, 0.2, (2.0, 2.9, 3.0))
+    assert [cold.round_ms(k) for k in range(3)] == [2.0, 3.9, 1.0 + 0.2 + 3.0]
+    assert best_k([0.9, 0.9], cold, 1) == 0 and best_k([0.9, 0.9], cold, 2) == 2
+    assert best_k([0.9, 0.9], DraftCosts(0.2, 0.2, (2.0, 2.9, 3.0)), 1) == 1
     # the window forgets: 16 rejections then 16 accepts of slot 1 leave only the accepts
     s = DraftLenState(p)
     for outcome in [False] * 16 + [True] * 16:
@@ -228,7 +234,7 @@ def test_auto_trace_header_rounds_and_diff(pairs):
     assert summary["probes"] == sum("probe" in r for r in rounds) and len(summary["accepted_per_position"]) == 4
     assert diff_traces(lines, json.loads(json.dumps(lines))).ok
     other = json.loads(json.dumps(lines))
-    other[0]["draft_policy"]["draft_ms"] = 0.2
+    other[0]["draft_policy"]["first_draft_ms"] = 0.2
     assert [d.key for d in diff_traces(lines, other).differences] == ["draft_policy"]
     other = json.loads(json.dumps(lines))
     other[3]["rates"][1] = float(np.nextafter(other[3]["rates"][1], 1.0))

@@ -135,14 +135,15 @@ typedef struct emtp_draft_policy {
     int window;         /* test outcomes kept per draft slot */
     double prior, prior_weight, probe_budget;
     int lookahead;
-    double draft_ms;    /* one drafter step */
+    double first_draft_ms; /* a round's first drafter step (after a verify; also a probe's cost) */
+    double draft_ms;       /* each further drafter step */
     double verify_ms[EMTP_MAX_DRAFT + 1]; /* verify_ms[K]: a verify of K+1 tokens, K = 0..draft_len */
     int calibrated;     /* the costs were timed here (emtp_calibrate), not given */
 } emtp_draft_policy;
 
 /* The default parameters (as draftlen.py AutoDraft), enabled, costs unset. */
 void emtp_draft_policy_defaults(emtp_draft_policy *p);
-/* "D,V1,...,V(K+1)" (ms, each > 0) into p's costs; returns K, or -1 when the text is not that. */
+/* "F,D,V1,...,V(K+1)" (ms, each > 0) into p's costs; returns K, or -1 when the text is not that. */
 int emtp_parse_draft_costs(const char *text, emtp_draft_policy *p);
 /* a_1..a_k from tested[j] / accepted[j] counts, shrunk slot by slot toward the prior. */
 void emtp_draft_estimates(const emtp_draft_policy *p, int k, const int *tested, const int *accepted, double *rates);
@@ -165,9 +166,9 @@ void emtp_draft_state_free(emtp_draft_state *s);
 int emtp_draft_decide(emtp_draft_state *s, int k_max, double *rates, int *probe);
 void emtp_draft_record(emtp_draft_state *s, int drafts, int accepted);
 void emtp_draft_record_probe(emtp_draft_state *s, int accepted);
-/* Time the backend as rounds use it (draftlen.py calibrate): after a one-token prefill of `token`, 2 + `reps`
- * passes over K = 0..k of K chained drafter steps then a verify of K+1 tokens at position 1; medians of the
- * `reps` measured passes into p's costs (p->calibrated = 1). */
+/* Time the backend as rounds use it (draftlen.py calibrate): after a one-token prefill of `token`, for each
+ * K = 0..k, 2 + `reps` rounds in a row of K chained drafter steps then a verify of K+1 tokens at position 1;
+ * medians of the `reps` measured rounds into p's costs (p->calibrated = 1). */
 int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_policy *p, emtp_error *err);
 
 /* ---- the loop (runtime/loop.py) ---------------------------------------------------------------- */

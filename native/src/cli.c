@@ -1,4 +1,4 @@
-/* edge-mtp-native BUNDLE --prompt-ids 1,2,3 [--draft-len K|auto] [--draft-costs D,V1,..] [--max-new-tokens N]
+/* edge-mtp-native BUNDLE --prompt-ids 1,2,3 [--draft-len K|auto] [--draft-costs F,D,V1,..] [--max-new-tokens N]
  * [--temperature T --top-k K --top-p P --seed S] [--kv-view hf|clean] [--trace FILE] [--json] [--litert-lib PATH]
  *
  * The same flags and meaning as `edge-mtp run BUNDLE` (src/edge_mtp/cli.py). Prints the generated ids
@@ -98,11 +98,11 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: edge-mtp-native BUNDLE --prompt-ids IDS [--draft-len K|auto] [--draft-costs D,V1,...]\n"
+            printf("usage: edge-mtp-native BUNDLE --prompt-ids IDS [--draft-len K|auto] [--draft-costs F,D,V1,...]\n"
                    "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
                    "       [--kv-view hf|clean] [--trace FILE] [--json] [--litert-lib PATH]\n"
-                   "--draft-len auto: K per round from the costs (ms: drafter step, verify of 1..K+1 tokens;\n"
-                   "default: timed on the bundle first) and the running acceptance\n");
+                   "--draft-len auto: K per round from the costs (ms: a round's first drafter step, each further\n"
+                   "step, a verify of 1..K+1 tokens; default: timed on the bundle first) and the running acceptance\n");
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
@@ -162,8 +162,8 @@ int main(int argc, char **argv) {
         emtp_draft_policy_defaults(&policy);
         costs_k = emtp_parse_draft_costs(costs, &policy);
         if (costs_k < 0)
-            return usage_error("--draft-costs: expected D,V1,...,V(K+1) (ms, each > 0: drafter step, then verify "
-                               "of 1..K+1 tokens), got '%s'", costs);
+            return usage_error("--draft-costs: expected F,D,V1,...,V(K+1) (ms, each > 0: a round's first drafter "
+                               "step, each further step, a verify of 1..K+1 tokens), got '%s'", costs);
     }
     int32_t *prompt = NULL;
     int n_prompt = 0;

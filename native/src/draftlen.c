@@ -26,13 +26,13 @@ void emtp_draft_policy_defaults(emtp_draft_policy *p) {
 }
 
 int emtp_parse_draft_costs(const char *text, emtp_draft_policy *p) {
-    double v[EMTP_MAX_DRAFT + 2];
+    double v[EMTP_MAX_DRAFT + 3];
     int n = 0;
     const char *s = text;
     while (*s) {
         while (*s == ' ' || *s == ',') s++;
         if (!*s) break;
-        if (n == EMTP_MAX_DRAFT + 2) return -1;
+        if (n == EMTP_MAX_DRAFT + 3) return -1;
         char *end;
         errno = 0;
         double x = strtod(s, &end);
@@ -42,11 +42,12 @@ int emtp_parse_draft_costs(const char *text, emtp_draft_policy *p) {
         v[n++] = x;
         s = end;
     }
-    if (n < 2) return -1;
-    p->draft_ms = v[0];
-    for (int i = 1; i < n; i++) p->verify_ms[i - 1] = v[i];
+    if (n < 3) return -1;
+    p->first_draft_ms = v[0];
+    p->draft_ms = v[1];
+    for (int i = 2; i < n; i++) p->verify_ms[i - 2] = v[i];
     p->calibrated = 0;
-    return n - 2;
+    return n - 3;
 }
 
 void emtp_draft_estimates(const emtp_draft_policy *p, int k, const int *tested, const int *accepted, double *rates) {
@@ -60,8 +61,11 @@ void emtp_draft_estimates(const emtp_draft_policy *p, int k, const int *tested, 
     }
 }
 
+/* cost(K) = (c_first + (K - 1) * c_draft) + c_verify[K], one rounding per operation. */
 static double cost_of(const emtp_draft_policy *p, int k) {
-    double drafts = (double)k * p->draft_ms;
+    if (k == 0) return p->verify_ms[0];
+    double further = (double)(k - 1) * p->draft_ms;
+    double drafts = p->first_draft_ms + further;
     return drafts + p->verify_ms[k];
 }
 
@@ -140,7 +144,7 @@ int emtp_draft_decide(emtp_draft_state *s, int k_max, double *rates, int *probe)
     int k = tested[0] ? emtp_draft_best_k(p, rates, k_max) : 0; /* slot 1 untested: a probe first */
     if (k > 0) return k;
     s->plain_rounds++;
-    double spent = (double)s->probes * p->draft_ms;
+    double spent = (double)s->probes * p->first_draft_ms;
     double plain = (double)s->plain_rounds * p->verify_ms[0];
     *probe = spent <= p->probe_budget * plain;
     int w = p->window, n = s->count[0];
@@ -203,48 +207,54 @@ int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_p
     if (k > 0 && !b->has_drafter)
         return emtp_fail(err, EMTP_EUSAGE, "this bundle has no tf_lite_mtp_drafter section; use --draft-len 0");
     const int V = b->vocab_size, H = b->hidden_size, warmup = 2;
+    const size_t R = (size_t)reps;
     float *logits = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)V);
     float *hidden = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)H);
-    float *first = malloc(sizeof(float) * (size_t)H), *carry = malloc(sizeof(float) * (size_t)H);
+    float *start = malloc(sizeof(float) * (size_t)H), *carry = malloc(sizeof(float) * (size_t)H);
     float *next = malloc(sizeof(float) * (size_t)H);
-    double *times = malloc(sizeof(double) * (size_t)(k + 2) * (size_t)reps); /* verify after K drafts; draft */
+    double *verify = malloc(sizeof(double) * (size_t)(k + 1) * R); /* [K][rep]: verify after K drafts */
+    double *first = malloc(sizeof(double) * (size_t)(k + 1) * R);  /* first step of each drafting round */
+    double *further = malloc(sizeof(double) * (size_t)(k + 1) * R); /* later steps of the K = k rounds */
     int32_t seq[EMTP_MAX_DRAFT + 1];
-    int rc = EMTP_OK;
-    if (!logits || !hidden || !first || !carry || !next || !times) {
+    int n_first = 0, n_further = 0, rc = EMTP_OK;
+    if (!logits || !hidden || !start || !carry || !next || !verify || !first || !further) {
         rc = emtp_fail(err, EMTP_ENOMEM, "out of memory (calibration)");
         goto done;
     }
     for (int i = 0; i <= k; i++) seq[i] = token;
     if ((rc = b->ops->prefill(b->self, &token, 1, logits, hidden, err))) goto done;
-    memcpy(first, hidden, sizeof(float) * (size_t)H);
+    memcpy(start, hidden, sizeof(float) * (size_t)H);
     emtp_views views = emtp_drafter_views(0, 0, 2, b->sliding_window, EMTP_KV_HF);
-    for (int rep = 0; rep < warmup + reps; rep++) {
-        for (int d = 0; d <= k; d++) { /* d chained drafter steps, then a verify of d+1 tokens */
-            memcpy(carry, first, sizeof(float) * (size_t)H);
-            double t0 = clock_ms();
+    for (int d = 0; d <= k; d++) {
+        for (int rep = 0; rep < warmup + reps; rep++) { /* rounds in a row: d chained steps, verify of d+1 */
+            int measured = rep >= warmup;
+            memcpy(carry, start, sizeof(float) * (size_t)H);
             for (int i = 0; i < d; i++) {
+                double t0 = clock_ms();
                 if ((rc = b->ops->draft(b->self, token, carry, 1, &views, logits, next, err))) goto done;
+                double step = clock_ms() - t0;
                 memcpy(carry, next, sizeof(float) * (size_t)H);
+                if (measured && i == 0) first[n_first++] = step;
+                if (measured && i > 0 && d == k) further[n_further++] = step;
             }
-            double t1 = clock_ms();
+            double t0 = clock_ms();
             if ((rc = b->ops->verify(b->self, seq, d + 1, 1, logits, hidden, err))) goto done;
-            double t2 = clock_ms();
+            if (measured) verify[(size_t)d * R + (size_t)(rep - warmup)] = clock_ms() - t0;
             b->ops->rollback(b->self, 1);
-            if (rep >= warmup) {
-                times[(size_t)d * (size_t)reps + (size_t)(rep - warmup)] = t2 - t1;
-                if (d == k && k) times[(size_t)(k + 1) * (size_t)reps + (size_t)(rep - warmup)] = (t1 - t0) / k;
-            }
         }
     }
-    for (int d = 0; d <= k; d++) p->verify_ms[d] = median_ms(times + (size_t)d * (size_t)reps, reps);
-    p->draft_ms = k > 0 ? median_ms(times + (size_t)(k + 1) * (size_t)reps, reps) : 0.001;
+    for (int d = 0; d <= k; d++) p->verify_ms[d] = median_ms(verify + (size_t)d * R, reps);
+    p->first_draft_ms = median_ms(first, n_first);
+    p->draft_ms = n_further ? median_ms(further, n_further) : p->first_draft_ms;
     p->calibrated = 1;
 done:
     free(logits);
     free(hidden);
-    free(first);
+    free(start);
     free(carry);
     free(next);
-    free(times);
+    free(verify);
+    free(first);
+    free(further);
     return rc;
 }

@@ -228,7 +228,7 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
     const emtp_draft_policy *policy = cfg->policy.enabled ? &cfg->policy : NULL;
     emtp_pcg32 probe_rng = {0, 0};
     if (policy) {
-        int costed = policy->draft_ms > 0 && K <= 64;
+        int costed = policy->first_draft_ms > 0 && policy->draft_ms > 0 && K <= 64;
         for (int i = 0; costed && i <= K; i++) costed = policy->verify_ms[i] > 0;
         if (!costed) {
             rc = emtp_fail(err, EMTP_EUSAGE, "--draft-len auto needs the costs of a drafter step and of a verify of "

@@ -107,7 +107,9 @@ static void put_policy(FILE *f, const emtp_draft_policy *p, int k) {
     put_double(f, p->prior_weight);
     fputs(",\"probe_budget\":", f);
     put_double(f, p->probe_budget);
-    fprintf(f, ",\"lookahead\":%d,\"draft_ms\":", p->lookahead);
+    fprintf(f, ",\"lookahead\":%d,\"first_draft_ms\":", p->lookahead);
+    put_double(f, p->first_draft_ms);
+    fputs(",\"draft_ms\":", f);
     put_double(f, p->draft_ms);
     fputs(",\"verify_ms\":", f);
     put_doubles(f, p->verify_ms, k + 1);

@@ -60,7 +60,7 @@ static void test_generate(checks *c, const char *bundle) {
         emtp_config cfg = {b.max_verify - 1, 24, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
         emtp_draft_policy_defaults(&cfg.policy);
         if (given) {
-            CHECK(c, emtp_parse_draft_costs("0.1,1,1.1,1.2,1.3,1.4", &cfg.policy) == cfg.draft_len);
+            CHECK(c, emtp_parse_draft_costs("0.1,0.1,1,1.1,1.2,1.3,1.4", &cfg.policy) == cfg.draft_len);
         } else {
             rc = emtp_calibrate(&b, cfg.draft_len, prompt[0], 2, &cfg.policy, &err);
             CHECKF(c, rc == 0 && cfg.policy.calibrated && cfg.policy.verify_ms[cfg.draft_len] > 0, "%s", err.message);

@@ -471,7 +471,7 @@ static void test_trace(checks *c) {
 static void test_draft_policy(checks *c) {
     emtp_draft_policy never;
     emtp_draft_policy_defaults(&never);
-    CHECK(c, emtp_parse_draft_costs("1,2,3,4", &never) == 2 && !emtp_draft_can_pay(&never, 2));
+    CHECK(c, emtp_parse_draft_costs("1,1,2,3,4", &never) == 2 && !emtp_draft_can_pay(&never, 2));
     emtp_draft_state s;
     emtp_error err;
     double rates[EMTP_MAX_DRAFT];
@@ -483,7 +483,7 @@ static void test_draft_policy(checks *c) {
 
     emtp_draft_policy p;
     emtp_draft_policy_defaults(&p);
-    CHECK(c, emtp_parse_draft_costs(" 0.5, 2, 2.5 ,3", &p) == 2 && emtp_draft_can_pay(&p, 2));
+    CHECK(c, emtp_parse_draft_costs(" 0.5, 0.5, 2, 2.5 ,3", &p) == 2 && emtp_draft_can_pay(&p, 2));
     int tested[2] = {0, 0}, accepted[2] = {0, 0};
     emtp_draft_estimates(&p, 2, tested, accepted, rates);
     CHECK(c, rates[0] == 0.5 && rates[1] == 0.5 && emtp_draft_best_k(&p, rates, 2) == 0);
@@ -508,7 +508,7 @@ static void test_draft_policy(checks *c) {
 
     emtp_draft_policy one;
     emtp_draft_policy_defaults(&one);
-    emtp_parse_draft_costs("1,2,2", &one);
+    emtp_parse_draft_costs("1,1,2,2", &one);
     static const int windows[2][3] = {{0, 0, 1}, {1, 0, -1}};
     for (int w = 0; w < 2; w++) {
         emtp_draft_state_init(&s, &one, 1, &err);
@@ -520,7 +520,7 @@ static void test_draft_policy(checks *c) {
     }
     emtp_draft_policy cheap;
     emtp_draft_policy_defaults(&cheap);
-    emtp_parse_draft_costs("0.1,1,1.2,1.2", &cheap);
+    emtp_parse_draft_costs("0.1,0.1,1,1.2,1.2", &cheap);
     double half[2] = {0.5, 0.5};
     CHECK(c, emtp_draft_best_k(&cheap, half, 2) == 2);
     emtp_draft_state_init(&s, &cheap, 2, &err);
@@ -528,13 +528,20 @@ static void test_draft_policy(checks *c) {
     emtp_draft_record_probe(&s, 1);
     CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 2);
     emtp_draft_state_free(&s);
+    emtp_draft_policy cold;
+    emtp_draft_policy_defaults(&cold);
+    emtp_parse_draft_costs("1,0.2,2,2.9,3", &cold);
+    double nine[2] = {0.9, 0.9};
+    CHECK(c, emtp_draft_best_k(&cold, nine, 1) == 0 && emtp_draft_best_k(&cold, nine, 2) == 2);
+    cold.first_draft_ms = 0.2;
+    CHECK(c, emtp_draft_best_k(&cold, nine, 1) == 1);
     emtp_draft_state_init(&s, &p, 2, &err);
     for (int i = 0; i < 32; i++) emtp_draft_record_probe(&s, i >= 16);
     emtp_draft_decide(&s, 2, rates, &probe);
     CHECK(c, s.count[0] == 16 && rates[0] == (16 + 0.5) / 17.0);
     emtp_draft_state_free(&s);
-    CHECK(c, emtp_parse_draft_costs("1,0", &p) < 0 && emtp_parse_draft_costs("1", &p) < 0 &&
-                 emtp_parse_draft_costs("1,x", &p) < 0 && emtp_parse_draft_costs("1,2,inf", &p) < 0);
+    CHECK(c, emtp_parse_draft_costs("1,1,0", &p) < 0 && emtp_parse_draft_costs("1,2", &p) < 0 &&
+                 emtp_parse_draft_costs("1,1,x", &p) < 0 && emtp_parse_draft_costs("1,1,2,inf", &p) < 0);
 }
 
 /* One generation on a fresh fake model (drafter wrong on 1/wrong of the states); `costs` != NULL turns on
@@ -561,7 +568,7 @@ static int same_tokens(const emtp_generation *a, const emtp_generation *b) {
  * chosen, probes on a drafter that is always wrong, seeded sampling deterministic, and costs at which drafting
  * cannot pay give exactly K = 0's rounds (greedy and sampled: no drafter call, the main stream untouched). */
 static void test_auto_loop(checks *c) {
-    const char *cheap = "0.1,1,1.1,1.2,1.3,1.4", *never = "1,2,4,6,8,10";
+    const char *cheap = "0.1,0.1,1,1.1,1.2,1.3,1.4", *never = "1,1,2,4,6,8,10";
     int32_t prompt[3] = {1, 2, 3}, want[64];
     oracle(prompt, 3, 48, want);
     int seen[5] = {0}, probes = 0;
@@ -596,8 +603,8 @@ static void test_auto_loop(checks *c) {
     }
     /* sampling with auto: the same seed gives the same tokens */
     emtp_config sampled = {3, 40, 1, {0.9, 7, 0.95, 99}, EMTP_KV_HF, {0}};
-    if (!fake_run(c, &f, 2, sampled, "0.1,1,1.1,1.2,1.3", prompt, 3, &g)) {
-        if (!fake_run(c, &f, 2, sampled, "0.1,1,1.1,1.2,1.3", prompt, 3, &h)) {
+    if (!fake_run(c, &f, 2, sampled, "0.1,0.1,1,1.1,1.2,1.3", prompt, 3, &g)) {
+        if (!fake_run(c, &f, 2, sampled, "0.1,0.1,1,1.1,1.2,1.3", prompt, 3, &h)) {
             CHECK(c, same_tokens(&g, &h) && g.probes == h.probes);
             emtp_generation_free(&h);
         }

@@ -3,7 +3,8 @@
 The Python backends are wrapped in `TimedBackend`, a proxy that times each call the loop makes; the
 loop itself is unchanged and records each round's wall time (`Round.ms`). The native C core is timed
 from its own step trace (`ms.draft`, `ms.verify` per round; a draft step = the round's draft time / K).
-`--draft-len auto` generations are measured the same way, with costs timed once per export (runner.py).
+`--draft-len auto` generations are measured the same way; each times its costs first (untimed), as
+`edge-mtp run --draft-len auto` does.
 """
 
 from __future__ import annotations
@@ -83,24 +84,22 @@ def measure_python(backend: TimedBackend, prompt: list[int], k: int, new: int, c
     return sample
 
 
-def _native_trace(bundle: Path, prompt: list[int], k: int | str, new: int, costs: str | None = None) -> list[dict]:
+def _native_trace(bundle: Path, prompt: list[int], k: int | str, new: int) -> list[dict]:
     from edge_mtp.runtime.native import run_native
 
     with tempfile.TemporaryDirectory() as d:
         trace = Path(d) / "trace.jsonl"
-        extra = ["--draft-costs", costs] if costs else []
         proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k),
-                                   "--max-new-tokens", str(new), "--trace", str(trace), *extra], capture=True)
+                                   "--max-new-tokens", str(new), "--trace", str(trace)], capture=True)
         if proc.returncode:
             tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
             raise EdgeMTPError(f"edge-mtp-native failed (exit {proc.returncode}): {tail[0]}")
         return [json.loads(s) for s in trace.read_text().splitlines() if s.strip()]
 
 
-def measure_native(bundle: Path, prompt: list[int], k: int | str, new: int, category: str,
-                   costs: str | None = None) -> Sample:
-    """One greedy generation of the C core; k = "auto" with `costs` (a --draft-costs text; None: it times them)."""
-    lines = _native_trace(bundle, prompt, k, new, costs)
+def measure_native(bundle: Path, prompt: list[int], k: int | str, new: int, category: str) -> Sample:
+    """One greedy generation of the C core (k = "auto": it times its costs first, outside the rounds)."""
+    lines = _native_trace(bundle, prompt, k, new)
     rounds = [x for x in lines if x["type"] == "round"]
     first, rest = rounds[0], rounds[1:]
     sample = Sample(category, k, len(prompt), len(lines[-1]["tokens"]), first["ms"]["verify"] / 1000.0,

@@ -55,7 +55,9 @@ def auto_lines(result: dict) -> list[str]:
         return []
     row = next(r for r in result["results"] if r["draft_len"] == "auto")
     p = row["draft_policy"]
-    costs = f"draft {p['draft_ms']} ms, verify(1..{p['max_draft_len'] + 1}) {p['verify_ms']} ms"
+    verify = "/".join(f"{v:.2f}" for v in p["verify_ms"])
+    costs = (f"(medians) first draft {p['first_draft_ms']:.2f} ms, next drafts {p['draft_ms']:.2f} ms, "
+             f"verify(1..{p['max_draft_len'] + 1}) {verify} ms")
     parts = [f"{c}: {a['vs_k0']:.3f} of K=0, {a['vs_best_fixed']:.3f} of best K={a['best_fixed_k']}"
              for c, a in auto["categories"].items()]
     total = (f"auto: {auto['decode_tok_s']:.1f} tok/s = {auto['vs_k0']:.3f} x K=0, {auto['vs_best_fixed']:.3f} x "

@@ -8,6 +8,7 @@ import platform
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 from edge_mtp.bench import predict
 from edge_mtp.bench.bandwidth import copy_bandwidth
@@ -15,7 +16,7 @@ from edge_mtp.bench.measure import Sample, TimedBackend, measure_native, measure
 from edge_mtp.bench.prompts import load_prompts
 from edge_mtp.bench.stats import summarize
 from edge_mtp.errors import EdgeMTPError
-from edge_mtp.runtime.draftlen import AUTO, DraftCosts
+from edge_mtp.runtime.draftlen import AUTO
 
 FORMAT = "edge-mtp-bench-sweep/1"
 RUN_FORMAT = "edge-mtp-bench/1"  # each K's run, as the demo apps write it (profiling/README.md)
@@ -58,23 +59,18 @@ class _Export:
             self.manifest, self.tokenizer_json = self.runner.manifest, self.runner.tokenizer_json
             self.model_id = self.runner.model_id
         self.path = cfg.bundle
-        self.costs = None  # auto: timed by the first auto generation (a warm-up), then given to every other
 
     def measure(self, prompt: list[int], k: int | str, new: int, category: str) -> Sample:
+        """One generation. `auto` times its costs right before (untimed), as `run --draft-len auto` does; the
+        C CLI does that itself."""
         if self.runner is None:
-            costs = self.costs.spec() if k == AUTO and self.costs else None
-            sample = measure_native(self.path, prompt, k, new, category, costs)
-        elif k == AUTO:
+            return measure_native(self.path, prompt, k, new, category)
+        if k == AUTO:
             from edge_mtp.runtime.draftlen import AutoDraft, calibrate
 
-            self.costs = self.costs or calibrate(self.runner, int(self.manifest["draft_len"]), token=prompt[0])
-            sample = measure_python(self.runner, prompt, k, new, category, AutoDraft(self.costs))
-        else:
-            sample = measure_python(self.runner, prompt, k, new, category)
-        if k == AUTO and self.costs is None:
-            p = sample.policy
-            self.costs = DraftCosts(p["draft_ms"], tuple(p["verify_ms"]), calibrated=True)
-        return sample
+            costs = calibrate(self.runner, int(self.manifest["draft_len"]), token=prompt[0])
+            return measure_python(self.runner, prompt, k, new, category, AutoDraft(costs))
+        return measure_python(self.runner, prompt, k, new, category)
 
     def target_calls(self, k: int) -> int:
         """Target graph calls per verify of K+1 tokens: LiteRT runs one `decode` per token unless K+1
@@ -187,8 +183,12 @@ def _summarize(samples: list[Sample], k: int | str, k_max: int) -> dict:
         return summarize(samples, k)
     row = summarize(samples, k_max)
     chosen = Counter(r["drafts"] for s in samples for r in s.rounds)
+    policy = dict(samples[0].policy)  # the parameters; each generation timed its own costs: their medians
+    for key in ("first_draft_ms", "draft_ms"):
+        policy[key] = median(s.policy[key] for s in samples)
+    policy["verify_ms"] = [median(s.policy["verify_ms"][t] for s in samples) for t in range(k_max + 1)]
     row.update(draft_len=AUTO, rounds_per_k={str(n): chosen[n] for n in sorted(chosen)},
-               probes=sum(s.probes for s in samples), draft_policy=samples[0].policy)
+               probes=sum(s.probes for s in samples), draft_policy=policy)
     return row
 
 

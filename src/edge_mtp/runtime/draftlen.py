@@ -5,7 +5,11 @@ Objective: tokens per unit time of one round. A round with K drafts emits E(K) t
 and costs K drafter steps plus one verify of K+1 tokens (Leviathan, Kalman, Matias 2023, "Fast
 Inference from Transformers via Speculative Decoding", ICML, §3.1, with one acceptance rate per slot):
 
-    E(K) = 1 + sum_{i=1..K} prod_{j<=i} a_j        cost(K) = K * c_draft + c_verify(K + 1)
+    E(K) = 1 + sum_{i=1..K} prod_{j<=i} a_j        cost(K) = c_first + (K - 1) * c_draft + c_verify(K + 1)
+
+c_first is the first drafter step of a round: it follows a verify, so it runs from colder caches and
+costs more than the next ones on small models (on large, memory-bound ones c_first = c_draft and this
+is K * c_draft + c_verify(K + 1)); a probe (below) costs c_first too.
 
 and the round drafts K* = argmax_{K <= K_fit} E(K) / cost(K) (ties: the smaller K; K = 0 is plain
 decoding, 1 / c_verify(1)), K_fit = the most drafts the budget and the context leave room for.
@@ -28,9 +32,9 @@ with s_j accepted out of n_j tested in the window.
 Probes. While K* = 0 the counts would stop changing, so a K = 0 round may run a *probe*: the round's
 first drafter step, whose draft is compared with the target's own token of that round but never
 verified (the verify sees only the last token; a probe changes no emitted token and costs one drafter
-step). Rounds where drafting could pay (see above) and slot 1 has never been tested always probe
+step, c_first). Rounds where drafting could pay (see above) and slot 1 has never been tested always probe
 instead of drafting, so a generation starts with one cheap test instead of K drafts. Otherwise a
-K* = 0 round probes when (a) probes so far * c_draft <= probe_budget * (plain rounds so far, this one
+K* = 0 round probes when (a) probes so far * c_first <= probe_budget * (plain rounds so far, this one
 included) * c_verify(1), i.e. probes spend at most `probe_budget` of what plain decoding spends, or
 (b) slot 1's last test was accepted and `lookahead` more accepted tests would make K* > 0 (a run of
 acceptances keeps being tested while it can switch drafting on). In sampling mode a probe draws its
@@ -46,14 +50,14 @@ with -ffp-contract=off), in exactly this order (c_verify[K] is the verify of K+1
 
     prior_j = prior_weight * a_{j-1};  a_j = (s_j + prior_j) / (n_j + prior_weight)
     p_0 = 1, E_0 = 1;  p_K = p_{K-1} * a_K;  E_K = E_{K-1} + p_K
-    cost_K = K * c_draft + c_verify[K];  score_K = E_K / cost_K, score_0 = 1 / c_verify[0];
+    cost_K = (c_first + (K - 1) * c_draft) + c_verify[K];  score_K = E_K / cost_K, score_0 = 1 / c_verify[0]
     K* = the first K with the largest score
     can pay:  (K + 1) * c_verify[0] > cost_K for some K <= K_fit
-    budget:   probes * c_draft <= probe_budget * (plain_rounds * c_verify[0])
+    budget:   probes * c_first <= probe_budget * (plain_rounds * c_verify[0])
 
 Costs come from `calibrate` (timed on the backend before generating; the trace header says
-`"draft_costs_from": "calibration"`) or are given (`--draft-costs D,V1,...,V(K+1)`): a trace is
-replayed exactly by passing the costs in its header's `draft_policy`.
+`"draft_costs_from": "calibration"`) or are given (`--draft-costs F,D,V1,...,V(K+1)`: c_first, c_draft,
+c_verify(1..K+1)): a trace is replayed exactly by passing the costs in its header's `draft_policy`.
 """
 
 from __future__ import annotations
@@ -74,8 +78,10 @@ PROBE_STREAM = 55  # sampling mode: the probes' own PCG32 stream (the main strea
 
 @dataclass(frozen=True)
 class DraftCosts:
-    """Milliseconds per call: one drafter step, and a verify of T = 1..K_max+1 tokens (T = 1: a decode)."""
+    """Milliseconds per call: the first drafter step of a round (right after a verify, so from colder caches;
+    also what a probe costs), each further step, and a verify of T = 1..K_max+1 tokens (T = 1: a decode)."""
 
+    first_draft_ms: float
     draft_ms: float
     verify_ms: tuple[float, ...]
     calibrated: bool = field(default=False, compare=False)  # timed here (`calibrate`), not given
@@ -84,21 +90,27 @@ class DraftCosts:
     def max_draft_len(self) -> int:
         return len(self.verify_ms) - 1
 
+    def round_ms(self, k: int) -> float:
+        """cost(K): K drafter steps and the verify of K+1 tokens."""
+        if k == 0:
+            return self.verify_ms[0]
+        return self.first_draft_ms + (k - 1) * self.draft_ms + self.verify_ms[k]
+
     def spec(self) -> str:
         """The `--draft-costs` text that gives these costs back exactly (repr round-trips a float)."""
-        return ",".join(repr(float(x)) for x in (self.draft_ms, *self.verify_ms))
+        return ",".join(repr(float(x)) for x in (self.first_draft_ms, self.draft_ms, *self.verify_ms))
 
 
 def parse_costs(text: str) -> DraftCosts:
-    """`D,V1,...,V(K+1)`: drafter step then verify of 1..K+1 tokens, milliseconds, all > 0."""
+    """`F,D,V1,...,V(K+1)`: first drafter step, each further step, verify of 1..K+1 tokens; ms, all > 0."""
     try:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         values = []
-    if not 2 <= len(values) <= 66 or not all(0 < v < float("inf") for v in values):
-        raise EdgeMTPError(f"expected D,V1,...,V(K+1) (ms, each > 0: a drafter step, then a verify of 1..K+1 "
-                           f"tokens; K <= 64), got {text!r}")
-    return DraftCosts(values[0], tuple(values[1:]))
+    if not 3 <= len(values) <= 67 or not all(0 < v < float("inf") for v in values):
+        raise EdgeMTPError(f"expected F,D,V1,...,V(K+1) (ms, each > 0: a round's first drafter step, each further "
+                           f"step, a verify of 1..K+1 tokens; K <= 64), got {text!r}")
+    return DraftCosts(values[0], values[1], tuple(values[2:]))
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,8 @@ class AutoDraft:
         return {"policy": POLICY, "max_draft_len": self.max_draft_len, "window": self.window,
                 "prior": self.prior, "prior_weight": self.prior_weight, "probe_budget": self.probe_budget,
                 "lookahead": self.lookahead,
-                "draft_ms": self.costs.draft_ms, "verify_ms": list(self.costs.verify_ms)}
+                "first_draft_ms": self.costs.first_draft_ms, "draft_ms": self.costs.draft_ms,
+                "verify_ms": list(self.costs.verify_ms)}
 
 
 def estimates(policy: AutoDraft, tested: Sequence[int], accepted: Sequence[int]) -> list[float]:
@@ -139,7 +152,7 @@ def best_k(rates: Sequence[float], costs: DraftCosts, k_max: int) -> int:
     for k in range(1, k_max + 1):
         p = p * rates[k - 1]
         e = e + p
-        score = e / (k * costs.draft_ms + costs.verify_ms[k])
+        score = e / costs.round_ms(k)
         if score > best_score:
             best, best_score = k, score
     return best
@@ -147,7 +160,7 @@ def best_k(rates: Sequence[float], costs: DraftCosts, k_max: int) -> int:
 
 def can_pay(costs: DraftCosts, k_max: int) -> bool:
     """Whether a drafter that is always right (K+1 tokens a round) beats plain decoding at some K <= k_max."""
-    return any((k + 1) * costs.verify_ms[0] > k * costs.draft_ms + costs.verify_ms[k] for k in range(1, k_max + 1))
+    return any((k + 1) * costs.verify_ms[0] > costs.round_ms(k) for k in range(1, k_max + 1))
 
 
 @dataclass
@@ -185,7 +198,7 @@ class DraftLenState:
         if k > 0:
             return Decision(k, False, rates)
         self.plain_rounds += 1
-        probe = self.probes * costs.draft_ms <= policy.probe_budget * (self.plain_rounds * costs.verify_ms[0])
+        probe = self.probes * costs.first_draft_ms <= policy.probe_budget * (self.plain_rounds * costs.verify_ms[0])
         first = list(self.outcomes[0])
         if not probe and first and first[-1]:  # on a run of acceptances: keep testing while it can flip K*
             ahead = (first + [1] * policy.lookahead)[-policy.window:]
@@ -205,28 +218,32 @@ class DraftLenState:
 
 
 def calibrate(backend, k_max: int, token: int = 2, reps: int = 5, warmup: int = 2) -> DraftCosts:
-    """Time the backend the way rounds use it: after a one-token prefill, `warmup` + `reps` passes over
-    K = 0..k_max of "K chained drafter steps, then a verify of K+1 tokens" at position 1 (rolled back).
-    c_verify(K+1) = the median verify after K drafts; c_draft = the median per-step time of the K_max
-    runs (a first step after a verify is slower, from cold caches, so runs of K_max steps are what a
-    drafting round costs). Leaves nothing behind that a later prefill does not overwrite."""
+    """Time the backend the way rounds use it: after a one-token prefill, for each K = 0..k_max, `warmup` +
+    `reps` rounds in a row of "K chained drafter steps, then a verify of K+1 tokens" at position 1 (rolled
+    back). Medians of the measured rounds: c_verify(K+1) the verify after K drafts, c_first the first step
+    of every drafting round, c_draft the further steps of the K_max rounds. Leaves nothing behind that a
+    later prefill does not overwrite."""
     if backend.context < k_max + 2:
         raise EdgeMTPError(f"calibrating K up to {k_max} needs a context of {k_max + 2}, not {backend.context}")
-    first = backend.prefill([token]).hidden[-1]
+    start = backend.prefill([token]).hidden[-1]
     views = drafter_views(0, 0, 2, backend.sliding_window)
-    verify, draft = [[] for _ in range(k_max + 1)], []
-    for rep in range(warmup + reps):
-        for k in range(k_max + 1):
-            carry, t0 = first, time.perf_counter()
+    verify, first, further = [[] for _ in range(k_max + 1)], [], []
+    for k in range(k_max + 1):
+        for rep in range(warmup + reps):
+            steps, carry = [], start
             for _ in range(k):
+                t0 = time.perf_counter()
                 _, carry = backend.draft(token, carry, 1, views)
-            t1 = time.perf_counter()
+                steps.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             backend.verify([token] * (k + 1), 1)
-            t2 = time.perf_counter()
+            elapsed = time.perf_counter() - t0
             backend.rollback(1)
             if rep >= warmup:
-                verify[k].append(t2 - t1)
-                if k == k_max and k:
-                    draft.append((t1 - t0) / k)
-    ms = lambda xs: max(round(statistics.median(xs) * 1000.0, 3), 0.001) if xs else 0.001  # noqa: E731
-    return DraftCosts(ms(draft), tuple(ms(v) for v in verify), calibrated=True)
+                verify[k].append(elapsed)
+                first += steps[:1]
+                if k == k_max:
+                    further += steps[1:]
+    ms = lambda xs: max(round(statistics.median(xs) * 1000.0, 3), 0.001)  # noqa: E731
+    c_first = ms(first) if first else 0.001
+    return DraftCosts(c_first, ms(further) if further else c_first, tuple(ms(v) for v in verify), calibrated=True)
