@@ -206,7 +206,7 @@ int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_p
                          b->context);
     if (k > 0 && !b->has_drafter)
         return emtp_fail(err, EMTP_EUSAGE, "this bundle has no tf_lite_mtp_drafter section; use --draft-len 0");
-    const int V = b->vocab_size, H = b->hidden_size, warmup = 2;
+    const int V = b->vocab_size, H = b->hidden_size, warmup = 1;
     const size_t R = (size_t)reps;
     float *logits = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)V);
     float *hidden = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)H);
@@ -225,9 +225,9 @@ int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_p
     if ((rc = b->ops->prefill(b->self, &token, 1, logits, hidden, err))) goto done;
     memcpy(start, hidden, sizeof(float) * (size_t)H);
     emtp_views views = emtp_drafter_views(0, 0, 2, b->sliding_window, EMTP_KV_HF);
-    for (int d = 0; d <= k; d++) {
-        for (int rep = 0; rep < warmup + reps; rep++) { /* rounds in a row: d chained steps, verify of d+1 */
-            int measured = rep >= warmup;
+    for (int rep = 0; rep < warmup + reps; rep++) {
+        for (int pass = 0; pass < 2 * (k + 1); pass++) { /* d = 0..k interleaved, two rounds each, the 2nd timed */
+            int d = pass / 2, measured = rep >= warmup && pass % 2;
             memcpy(carry, start, sizeof(float) * (size_t)H);
             for (int i = 0; i < d; i++) {
                 double t0 = clock_ms();

@@ -217,33 +217,34 @@ class DraftLenState:
         self.outcomes[0].append(1 if accepted else 0)
 
 
-def calibrate(backend, k_max: int, token: int = 2, reps: int = 5, warmup: int = 2) -> DraftCosts:
-    """Time the backend the way rounds use it: after a one-token prefill, for each K = 0..k_max, `warmup` +
-    `reps` rounds in a row of "K chained drafter steps, then a verify of K+1 tokens" at position 1 (rolled
-    back). Medians of the measured rounds: c_verify(K+1) the verify after K drafts, c_first the first step
-    of every drafting round, c_draft the further steps of the K_max rounds. Leaves nothing behind that a
-    later prefill does not overwrite."""
+def calibrate(backend, k_max: int, token: int = 2, reps: int = 5, warmup: int = 1) -> DraftCosts:
+    """Time the backend the way rounds use it. After a one-token prefill, `warmup` + `reps` passes, each
+    over K = 0..k_max (interleaved, so a burst of load on a shared machine hits every K alike) of two
+    rounds in a row of "K chained drafter steps, then a verify of K+1 tokens" at position 1 (rolled
+    back); the second round of each pair is timed, so it follows a round like itself, as in a steady run.
+    Medians: c_verify(K+1) the verify after K drafts, c_first the first step of every drafting round,
+    c_draft the further steps of the K_max rounds. Leaves nothing that a later prefill does not overwrite."""
     if backend.context < k_max + 2:
         raise EdgeMTPError(f"calibrating K up to {k_max} needs a context of {k_max + 2}, not {backend.context}")
     start = backend.prefill([token]).hidden[-1]
     views = drafter_views(0, 0, 2, backend.sliding_window)
     verify, first, further = [[] for _ in range(k_max + 1)], [], []
-    for k in range(k_max + 1):
-        for rep in range(warmup + reps):
-            steps, carry = [], start
-            for _ in range(k):
+    for rep in range(warmup + reps):
+        for k in range(k_max + 1):
+            for timed in (False, rep >= warmup):
+                steps, carry = [], start
+                for _ in range(k):
+                    t0 = time.perf_counter()
+                    _, carry = backend.draft(token, carry, 1, views)
+                    steps.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                _, carry = backend.draft(token, carry, 1, views)
-                steps.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            backend.verify([token] * (k + 1), 1)
-            elapsed = time.perf_counter() - t0
-            backend.rollback(1)
-            if rep >= warmup:
-                verify[k].append(elapsed)
-                first += steps[:1]
-                if k == k_max:
-                    further += steps[1:]
+                backend.verify([token] * (k + 1), 1)
+                elapsed = time.perf_counter() - t0
+                backend.rollback(1)
+                if timed:
+                    verify[k].append(elapsed)
+                    first += steps[:1]
+                    further += steps[1:] if k == k_max else []
     ms = lambda xs: max(round(statistics.median(xs) * 1000.0, 3), 0.001)  # noqa: E731
     c_first = ms(first) if first else 0.001
     return DraftCosts(c_first, ms(further) if further else c_first, tuple(ms(v) for v in verify), calibrated=True)
