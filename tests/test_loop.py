@@ -135,7 +135,7 @@ def test_policy_decisions_by_hand():
     assert estimates(p, [0, 0], [0, 0]) == [0.5, 0.5] and best_k([0.5, 0.5], p.costs, 2) == 0
     s = DraftLenState(p)
     d = s.decide(2)
-    assert (d.k, d.probe, s.plain_rounds) == (0, True, 1)  # probes so far 0 <= 1% of one plain round
+    assert (d.k, d.probe, s.plain_rounds) == (0, True, 1)  # probe first: slot 1 untested
     # three accepted tests of slot 1 (prior weight 1): a1 = (3 + 0.5) / (3 + 1) = 0.875, a2 = (0 + 0.875) / 1;
     # K1 1.875/3 = 0.625, K2 (1.875 + 0.765625)/4 = 0.66 -> K = 2, but only 1 fits at the end of the budget
     for _ in range(3):
@@ -145,12 +145,12 @@ def test_policy_decisions_by_hand():
     s.record(2, 1)
     assert s.counts() == ([4, 1], [4, 0])
     # one rejected probe: a1 = (0 + 0.5) / 2 = 0.25 = a2; K1 1.25/3 < 1/2 -> plain; the next probe
-    # once 1 probe * 0.5 ms <= 0.01 * rounds * 2 ms, i.e. at the 25th plain round; no lookahead after a rejection
+    # once 1 probe * 0.5 ms <= 0.005 * rounds * 2 ms, i.e. at the 50th plain round; no lookahead after a rejection
     s = DraftLenState(p)
     s.decide(2)
     s.record_probe(False)
-    probes = [r for r in range(2, 40) if s.decide(2).probe]
-    assert probes[0] == 25
+    probes = [r for r in range(2, 80) if s.decide(2).probe]
+    assert probes[0] == 50
     # lookahead: slot 1 window [0, 0, 1] -> a1 = (1 + 0.5)/(3 + 1) = 0.375: plain, and the budget is spent, but four
     # more accepts would give (5 + 0.5)/(7 + 1) = 0.6875 and K = 1 (score 1.6875/3 > 1/2): so probe; not after [1, 0]
     one = AutoDraft(DraftCosts(1.0, 1.0, (2.0, 2.0)))

@@ -21,7 +21,7 @@ void emtp_draft_policy_defaults(emtp_draft_policy *p) {
     p->window = 16;
     p->prior = 0.5;
     p->prior_weight = 1.0;
-    p->probe_budget = 0.01;
+    p->probe_budget = 0.005;
     p->lookahead = 4;
 }
 

@@ -499,11 +499,11 @@ static void test_draft_policy(checks *c) {
     emtp_draft_decide(&s, 2, rates, &probe);
     emtp_draft_record_probe(&s, 0);
     int first = 0;
-    for (int r = 2; r < 40 && !first; r++) {
+    for (int r = 2; r < 80 && !first; r++) {
         emtp_draft_decide(&s, 2, rates, &probe);
         if (probe) first = r;
     }
-    CHECKF(c, first == 25, "first budget probe at plain round %d", first);
+    CHECKF(c, first == 50, "first budget probe at plain round %d", first);
     emtp_draft_state_free(&s);
 
     emtp_draft_policy one;

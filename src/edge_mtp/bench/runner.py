@@ -133,7 +133,9 @@ def _codec(export: _Export, where: str):
 
 def sweep(export: _Export, prompts: dict, cfg: BenchConfig) -> dict[int, list[Sample]]:
     """`warmup` unmeasured generations per K, then every prompt and repetition with each K in turn, so
-    that load changes on a shared machine hit every K alike."""
+    that load changes on a shared machine hit every K alike; every other repetition takes the Ks in
+    reverse order, so that what a generation inherits from the one before it (caches, the clock) does
+    not favour one K."""
     first = next(iter(prompts.values()))[0]
     for k in cfg.draft_lens:
         for _ in range(cfg.warmup):
@@ -141,8 +143,8 @@ def sweep(export: _Export, prompts: dict, cfg: BenchConfig) -> dict[int, list[Sa
     samples: dict[int, list[Sample]] = {k: [] for k in cfg.draft_lens}
     for category, items in prompts.items():
         for prompt in items:
-            for _ in range(cfg.repetitions):
-                for k in cfg.draft_lens:
+            for rep in range(cfg.repetitions):
+                for k in cfg.draft_lens[:: -1 if rep % 2 else 1]:
                     samples[k].append(export.measure(prompt, k, cfg.max_new_tokens, category))
     return samples
 

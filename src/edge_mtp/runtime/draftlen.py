@@ -121,7 +121,7 @@ class AutoDraft:
     window: int = 16
     prior: float = 0.5
     prior_weight: float = 1.0
-    probe_budget: float = 0.01
+    probe_budget: float = 0.005
     lookahead: int = 4
 
     @property
