@@ -21,6 +21,15 @@ DISTILL_STEPS = 100
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _graph_cache(tmp_path_factory):
+    """Exports of one pair in several --quant modes share their converted graphs, in a cache of this run's
+    own (never the user's ~/.cache)."""
+    import os
+
+    os.environ.setdefault("EDGE_MTP_GRAPH_CACHE", str(tmp_path_factory.mktemp("graph-cache")))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     # Tiny models: thread start-up costs more than the math, and results must not depend on threading.
     torch.set_num_threads(1)
@@ -72,6 +81,16 @@ BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
 LOGIT_TOL = 1e-4
 
 
+def assert_same_trace(ours: list[dict], ref: list[dict], tol: float = LOGIT_TOL, what: str = "") -> None:
+    """Trace parity through the one diff (`edge-mtp trace diff`): same header, rounds and summary, every
+    round's top logits compared and within `tol` (same library on the same machine)."""
+    from edge_mtp.runtime.tracediff import diff_traces
+
+    d = diff_traces(ours, ref, tol)
+    assert d.ok, f"{what}\n{d.report()}"
+    assert d.logits_compared == len(d.rounds("b")) > 0, f"{what}: rounds without top_logits"
+
+
 class Exports:
     """Lazily exported models per (preset, quant) in one format; each conversion runs once per test run."""
 
@@ -104,3 +123,19 @@ def preset(request) -> str:
 def onnx_exports(pairs, tmp_path_factory) -> Exports:
     """ONNX export directories."""
     return Exports(pairs, tmp_path_factory.mktemp("onnx"), onnx=True)
+
+
+def shard_checkpoint(directory: Path) -> None:
+    """Rewrite `directory/model.safetensors` as two shards and an index, the way big checkpoints are saved."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(directory / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, directory / file, metadata={"format": "pt"})
+    (directory / "model.safetensors").unlink()
+    weight_map = {k: f for f, keys in shards.items() for k in keys}
+    (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))

@@ -134,14 +134,13 @@ def test_auto_draft_len(bundles, distill_file, backend, tmp_path):
     path.write_text(json.dumps(auto["run"]))
     run = parse_bench(path)
     assert (run.mtp, run.draft_len, run.tokens) == (True, 4, auto["tokens_generated"])
-    from argparse import ArgumentTypeError
+    from edge_mtp.console import draft_lens
+    from edge_mtp.errors import EdgeMTPError
 
-    from edge_mtp.bench.cli import _ks
-
-    assert _ks("0,1, auto") == (0, 1, "auto")
-    for bad in ("0,x", "-1", ""):
-        with pytest.raises(ArgumentTypeError):
-            _ks(bad)
+    assert draft_lens("0,1, auto") == (0, 1, "auto")
+    for bad in ("0,x", "-1", "", "automatic"):
+        with pytest.raises(EdgeMTPError):
+            draft_lens(bad)
 
 
 def test_predicted_speedup_by_hand():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import LOGIT_TOL
 from hf_oracle import hf_generate
 
 from edge_mtp.runtime import LoopConfig, SamplingConfig, generate
@@ -232,10 +233,10 @@ def test_auto_trace_header_rounds_and_diff(pairs):
     assert head["draft_len"] == "auto" and head["draft_policy"]["verify_ms"] == list(CHEAP.verify_ms)
     assert "rates" not in rounds[0] and all(len(r["rates"]) == 4 for r in rounds[1:])
     assert summary["probes"] == sum("probe" in r for r in rounds) and len(summary["accepted_per_position"]) == 4
-    assert diff_traces(lines, json.loads(json.dumps(lines))).ok
+    assert diff_traces(lines, json.loads(json.dumps(lines)), LOGIT_TOL).ok
     other = json.loads(json.dumps(lines))
     other[0]["draft_policy"]["first_draft_ms"] = 0.2
-    assert [d.key for d in diff_traces(lines, other).differences] == ["draft_policy"]
+    assert [d.key for d in diff_traces(lines, other, LOGIT_TOL).differences] == ["draft_policy"]
     other = json.loads(json.dumps(lines))
     other[3]["rates"][1] = float(np.nextafter(other[3]["rates"][1], 1.0))
-    assert [(d.where, d.key) for d in diff_traces(lines, other).differences] == [("round 2", "rates")]
+    assert [(d.where, d.key) for d in diff_traces(lines, other, LOGIT_TOL).differences] == [("round 2", "rates")]

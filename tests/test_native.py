@@ -12,6 +12,7 @@ import os
 import subprocess
 
 import pytest
+from conftest import assert_same_trace
 
 from edge_mtp.cli import main
 from edge_mtp.runtime import (
@@ -23,9 +24,10 @@ from edge_mtp.runtime import (
 )
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.native import (
-    compare_traces,
     find_binary,
     litert_library,
+    native_args,
+    native_trace,
     run_native,
 )
 
@@ -44,29 +46,18 @@ def _ids(case) -> str:
     return f"K{k}-greedy" if s is None else f"K{k}-T{s.temperature}-k{s.top_k}-p{s.top_p}-seed{s.seed}"
 
 
-def _native_trace(bundle, prompt, k, sampling, path, extra=()):
-    args = ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k), "--max-new-tokens", str(NEW),
-            "--trace", str(path), *extra]
-    if sampling:
-        args += ["--temperature", repr(sampling.temperature), "--top-k", str(sampling.top_k),
-                 "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed)]
-    proc = run_native(bundle, args, capture=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return read_trace(path)
-
-
 @pytest.mark.parametrize("quant", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_native_trace_equals_python(pairs, bundles, quant, case, tmp_path):
+def test_native_trace_equals_python(pairs, bundles, quant, case):
     k, sampling = case
     bundle = bundles.path("tiny-e2b", quant)
     for prompt in pairs.prompts("tiny-e2b")[:2] + [[2, 17, 300, 41]]:
         cfg = LoopConfig(draft_len=k, max_new_tokens=NEW, sampling=sampling)
         backend = LiteRTBackend(bundle)
         ref = json.loads(json.dumps(trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)))
-        ours = _native_trace(bundle, prompt, k, sampling, tmp_path / "native.jsonl")
+        ours = native_trace(bundle, prompt, NEW, draft_len=k, sampling=sampling)
         assert ours[0]["implementation"] == "native-c"
-        assert compare_traces(ours, ref) == []
+        assert_same_trace(ours, ref)
         assert all("graph" in line["ms"] for line in ours[1:-1])
 
 
@@ -91,7 +82,7 @@ def test_corrupted_bundles_fail_cleanly(bundles, tmp_path):
     for name, blob in bad.items():
         path = tmp_path / f"{name}.litertlm"
         path.write_bytes(blob)
-        proc = run_native(path, ["--prompt-ids", "1,2,3", "--max-new-tokens", "2"], capture=True)
+        proc = run_native(path, native_args([1, 2, 3], 2), capture=True)
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr[-500:])
         assert proc.stderr.strip().splitlines()[-1].startswith("error: "), name
 
@@ -132,7 +123,7 @@ AUTO_CASES = [(None, "hf"), (None, "clean"), (SamplingConfig(0.8, 0, 1.0, 7), "h
 
 
 @pytest.mark.parametrize("case", AUTO_CASES, ids=lambda c: f"{c[1]}-{'greedy' if c[0] is None else 'sample'}")
-def test_native_auto_trace_equals_python(pairs, bundles, case, tmp_path):
+def test_native_auto_trace_equals_python(pairs, bundles, case):
     """`--draft-len auto` with the same given costs: the C core picks the same K, probes and estimates (bit for
     bit) as the Python loop, round by round; greedy tokens are K=0's."""
     from edge_mtp.runtime.draftlen import AutoDraft, parse_costs
@@ -146,10 +137,9 @@ def test_native_auto_trace_equals_python(pairs, bundles, case, tmp_path):
         backend = LiteRTBackend(bundle)
         gen = generate(backend, prompt, cfg)
         ref = json.loads(json.dumps(trace_lines(gen, cfg, backend.name, backend.model_id)))
-        args = ["--draft-len", "auto", "--draft-costs", AUTO_COSTS, "--kv-view", view]
-        ours = _native_trace(bundle, prompt, 4, sampling, tmp_path / "native.jsonl", args)
+        ours = native_trace(bundle, prompt, NEW, "auto", sampling, view, draft_costs=parse_costs(AUTO_COSTS))
         assert ours[0]["draft_len"] == "auto" and ours[0]["draft_costs_from"] == "given"
-        assert compare_traces(ours, ref) == []
+        assert_same_trace(ours, ref)
         assert [r.get("rates") for r in ours[2:-1]] == [r["rates"] for r in ref[2:-1]]  # exact floats
         if sampling is None:
             plain = generate(backend, prompt, LoopConfig(draft_len=0, max_new_tokens=NEW, kv_view=view))
@@ -159,12 +149,8 @@ def test_native_auto_trace_equals_python(pairs, bundles, case, tmp_path):
     assert len(chosen) >= 2 and probes > 0, (chosen, probes)
 
 
-def test_native_auto_calibrates_without_costs(bundles, tmp_path):
-    trace = tmp_path / "t.jsonl"
-    proc = run_native(bundles.path("tiny-e2b"), ["--prompt-ids", "5,6,7", "--draft-len", "auto", "--max-new-tokens",
-                                                 "8", "--trace", str(trace)], capture=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    head = read_trace(trace)[0]
+def test_native_auto_calibrates_without_costs(bundles):
+    head = native_trace(bundles.path("tiny-e2b"), [5, 6, 7], 8, draft_len="auto")[0]
     policy = head["draft_policy"]
     assert head["draft_costs_from"] == "calibration" and policy["max_draft_len"] == 4
     assert len(policy["verify_ms"]) == 5 and min(policy["verify_ms"]) > 0

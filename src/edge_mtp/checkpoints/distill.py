@@ -2,7 +2,8 @@
 
 A drafter with random weights is never right (every round accepts 0 drafts). Teacher-forced training on
 the target's greedy continuations of a few fixed prompts makes it predict those continuations, which
-gives rounds with every acceptance count 0..K on those prompts (gemma4_spec.md §6: 300 steps suffice).
+gives rounds with every acceptance count 0..K on those prompts (about 300 steps memorise them:
+docs/model.md#stand-in-checkpoints).
 
 Each example is a round start: the last known token at position q, the target's hidden state at q-1
 as carry, the clean K/V view (slots < q). The drafter is unrolled for `UNROLL` steps feeding its own

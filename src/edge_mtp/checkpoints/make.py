@@ -3,7 +3,7 @@
 No real Gemma weights can be downloaded here, so tests, the exporter and the runtime run on stand-ins that
 transformers itself builds and saves (`save_pretrained`, safetensors): key names, shapes, config.json and
 generation_config.json are those of a transformers-saved fine-tune of the real model (how Google's own
-release files differ: spec §7).
+release files differ: docs/model.md#checkpoint-layout).
 The output is byte-identical for the same preset and seed, and appears atomically: either the whole
 `out_dir` with `target/` and `drafter/`, or nothing.
 
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from edge_mtp.atomic import require_parent
 from edge_mtp.checkpoints.presets import PRESETS, Preset
 from edge_mtp.checkpoints.tokenizer import build_tokenizer, save_tokenizer
 from edge_mtp.errors import EdgeMTPError
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 EOS_IDS = [1, 106]  # `<eos>`, `<end_of_turn>`: a Gemma chat model stops on either
 BOS_ID, PAD_ID = 2, 0
-NUM_ASSISTANT_TOKENS = 4  # transformers has no default on the MTP path (spec §8.1)
+NUM_ASSISTANT_TOKENS = 4  # transformers has no default on the MTP path (docs/model.md#config-pitfalls)
 FINAL_NORM_GAIN = (4.0, 8.0)  # sharpens the target's logits so that greedy picks are not near-ties
 NORM_JITTER = 0.1
 LAYER_SCALAR_RANGE = (0.5, 1.5)
@@ -52,7 +53,7 @@ def make_checkpoint(
     out_dir = Path(out_dir)
     spec = _preset(preset)
     _refuse_non_empty(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    require_parent(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the checkpoint is ordinary output
@@ -210,7 +211,8 @@ def _make_llm_like(model: PreTrainedModel, generator: torch.Generator, *, final_
 
 @torch.no_grad()
 def _set_token_ordering(drafter: PreTrainedModel, generator: torch.Generator) -> None:
-    """Make the centroid head's token clusters a permutation of the vocab (transformers leaves zeros, §8.2)."""
+    """Make the centroid head's token clusters a permutation of the vocab (transformers leaves zeros:
+    docs/model.md#config-pitfalls)."""
     ordering = drafter.masked_embedding.token_ordering
     ordering.copy_(torch.randperm(ordering.numel(), generator=generator))
 

@@ -13,8 +13,9 @@ is K * c_draft + c_verify(K + 1)); a probe (below) costs c_first too.
 
 and the round drafts K* = argmax_{K <= K_fit} E(K) / cost(K) (ties: the smaller K; K = 0 is plain
 decoding, 1 / c_verify(1)), K_fit = the most drafts the budget and the context leave room for.
-`c_verify` is a table over T = 1..K_max+1, not a line: a LiteRT bundle verifies exactly export-K + 1
-tokens in one call and any other T with T decode calls. mlx-vlm gates its MTP depth on the last 32
+`c_verify` is a table over T = 1..K_max+1, not a line: a LiteRT bundle runs T = 1 with its decode
+signature and every 1 < T <= export-K + 1 with its verify signature (padding rows), so those cost
+about the same; ONNX's target graph takes any T. mlx-vlm gates its MTP depth on the last 32
 rounds' acceptance alone; with the costs, the policy also knows when even an always-right drafter
 cannot beat plain decoding on this machine (no K has (K+1) * c_verify(1) > cost(K)), and then it
 never calls the drafter at all.
