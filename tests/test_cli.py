@@ -124,8 +124,8 @@ def test_run_draft_len_auto(e2b, pairs, capsys, tmp_path):
     prompt = ",".join(map(str, pairs.prompts("tiny-e2b")[0]))
     pair = ["--target", e2b[0], "--drafter", e2b[1], "--prompt-ids", prompt, "--max-new-tokens", 16]
     runs = []
-    for i, costs in enumerate((["--draft-costs", "0.2,0.1,1,1.1,1.2,1.3,1.4"], ["--draft-costs", "0.2,0.1,1,1.1,1.2,1.3,1.4"],
-                               [])):
+    given = ["--draft-costs", "0.2,0.1,1,1.1,1.2,1.3,1.4"]
+    for i, costs in enumerate((given, given, [])):
         trace = tmp_path / f"auto{i}.jsonl"
         rc, out, _ = _run(capsys, *pair, "--draft-len", "auto", *costs, "--trace", trace, "--json")
         assert rc == 0
