@@ -168,7 +168,8 @@ void emtp_draft_record(emtp_draft_state *s, int drafts, int accepted);
 void emtp_draft_record_probe(emtp_draft_state *s, int accepted);
 /* Time the backend as rounds use it (draftlen.py calibrate): after a one-token prefill of `token`, 1 + `reps`
  * passes over K = 0..k (interleaved) of two rounds in a row of K chained drafter steps then a verify of K+1
- * tokens at position 1, the second timed; medians of the measured passes into p's costs (calibrated = 1). */
+ * tokens at position 1, the second timed; medians of the measured passes into p's costs, verify_ms made
+ * non-decreasing (calibrated = 1). */
 int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_policy *p, emtp_error *err);
 
 /* ---- the loop (runtime/loop.py, docs/loop.md) -------------------------------------------------- */

@@ -243,7 +243,10 @@ int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_p
             b->ops->rollback(b->self, 1);
         }
     }
-    for (int d = 0; d <= k; d++) p->verify_ms[d] = median_ms(verify + (size_t)d * R, reps);
+    for (int d = 0; d <= k; d++) { /* non-decreasing in the tokens verified (draftlen.py calibrate) */
+        p->verify_ms[d] = median_ms(verify + (size_t)d * R, reps);
+        if (d > 0 && p->verify_ms[d] < p->verify_ms[d - 1]) p->verify_ms[d] = p->verify_ms[d - 1];
+    }
     p->first_draft_ms = median_ms(first, n_first);
     p->draft_ms = n_further ? median_ms(further, n_further) : p->first_draft_ms;
     p->calibrated = 1;
