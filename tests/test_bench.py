@@ -33,26 +33,33 @@ def litert_result(bundles, distill_file):
 
 def check_consistent(result: dict) -> None:
     rows = result["results"]
-    assert [r["draft_len"] for r in rows] == sorted({0, *result["settings"]["draft_lens"]})
+    asked = result["settings"]["draft_lens"]
+    fixed = sorted({0, *(k for k in asked if k != "auto")})
+    assert [r["draft_len"] for r in rows] == fixed + ["auto"] * ("auto" in asked)
     base = rows[0]
     for r in rows:
+        k = result["export_draft_len"] if r["draft_len"] == "auto" else r["draft_len"]
         assert math.isclose(r["decode_tok_s"] * r["decode_s"], r["decode_tokens"], rel_tol=1e-9)
         assert math.isclose(r["prefill_tok_s"] * r["ttft_s_total"], r["prompt_tokens"], rel_tol=1e-9)
         assert r["tokens_generated"] == r["decode_tokens"] + r["generations"]
         assert math.isclose(r["mean_tokens_per_round"] * r["decode_rounds"], r["decode_tokens"], rel_tol=1e-9)
         assert math.isclose(r["wall_time_s"], r["ttft_s_total"] + r["decode_s"], rel_tol=1e-9)
         slots = r["acceptance_per_slot"]
-        assert len(slots) == r["draft_len"] and all(0 <= a <= 1 for a in slots)
+        assert len(slots) == k and all(0 <= a <= 1 for a in slots)
         assert all(a >= b for a, b in itertools.pairwise(slots)), slots  # greedy: non-increasing
         assert math.isclose(r["speedup"], r["decode_tok_s"] / base["decode_tok_s"], rel_tol=1e-12)
         assert math.isclose(r["expected_tokens_per_full_round"], 1 + sum(slots), rel_tol=1e-9)
         parts = r["round_draft_s"] + r["round_verify_s"] + r["round_other_s"]
         assert math.isclose(parts, r["round_s"], rel_tol=1e-9)
-        if r["draft_len"]:
+        if r["draft_len"] == "auto":
+            assert sum(r["rounds_per_k"].values()) == r["decode_rounds"] and "predicted_speedup" not in r
+            assert math.isclose(result["auto"]["vs_k0"], r["speedup"], rel_tol=1e-12)
+        elif r["draft_len"]:
             expected = predict.predicted_speedup(r["conditional_acceptance"], r["t_draft_s"], r["t_verify_s"],
                                                  base["t_verify_s"])
             assert math.isclose(r["predicted_speedup"], expected, rel_tol=1e-12)
-    assert result["best_k"] == max(rows, key=lambda r: r["decode_tok_s"])["draft_len"]
+    best = max((r for r in rows if r["draft_len"] != "auto"), key=lambda r: r["decode_tok_s"])
+    assert result["best_k"] == best["draft_len"]
     for c in result["categories"]:
         zero = next(x for x in result["categories"] if x["category"] == c["category"] and x["draft_len"] == 0)
         assert math.isclose(c["speedup"], c["decode_tok_s"] / zero["decode_tok_s"], rel_tol=1e-12)
@@ -107,6 +114,33 @@ def test_native_backend(bundles, distill_file):
     result = run_bench(BenchConfig(bundles.path("tiny-e2b"), backend="native", prompts=str(distill_file),
                                    draft_lens=(4,), **SMALL))
     check_consistent(result)
+
+
+@pytest.mark.parametrize("backend", ["litert", pytest.param("native", marks=pytest.mark.skipif(
+    find_binary() is None, reason="native/build/edge-mtp-native is not built (make -C native)"))])
+def test_auto_draft_len(bundles, distill_file, backend, tmp_path):
+    """`--draft-len 0,4,auto`: each auto generation times its costs first; its row (median costs), its ratios
+    to K=0 and the best fixed K, and its edge-mtp-bench/1 record add up."""
+    result = run_bench(BenchConfig(bundles.path("tiny-e2b"), backend=backend, prompts=str(distill_file),
+                                   draft_lens=(4, "auto"), **SMALL))
+    check_consistent(result)
+    auto = result["results"][-1]
+    policy = auto["draft_policy"]
+    assert policy["max_draft_len"] == 4 and len(policy["verify_ms"]) == 5 and policy["first_draft_ms"] > 0
+    best = next(r for r in result["results"] if r["draft_len"] == result["auto"]["best_fixed_k"])
+    assert math.isclose(result["auto"]["vs_best_fixed"], auto["decode_tok_s"] / best["decode_tok_s"], rel_tol=1e-12)
+    assert set(result["auto"]["categories"]) == {"distill"}
+    path = tmp_path / "auto.json"
+    path.write_text(json.dumps(auto["run"]))
+    run = parse_bench(path)
+    assert (run.mtp, run.draft_len, run.tokens) == (True, 4, auto["tokens_generated"])
+    from edge_mtp.console import draft_lens
+    from edge_mtp.errors import EdgeMTPError
+
+    assert draft_lens("0,1, auto") == (0, 1, "auto")
+    for bad in ("0,x", "-1", "", "automatic"):
+        with pytest.raises(EdgeMTPError):
+            draft_lens(bad)
 
 
 def test_predicted_speedup_by_hand():

@@ -118,6 +118,34 @@ def test_runtime_never_imports_transformers(e2b):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_run_draft_len_auto(e2b, pairs, capsys, tmp_path):
+    """`--draft-len auto`: given costs go into the header and replay exactly; without them they are timed;
+    greedy tokens are K=0's; bad costs are one-line errors (exit 2)."""
+    prompt = ",".join(map(str, pairs.prompts("tiny-e2b")[0]))
+    pair = ["--target", e2b[0], "--drafter", e2b[1], "--prompt-ids", prompt, "--max-new-tokens", 16]
+    runs = []
+    given = ["--draft-costs", "0.2,0.1,1,1.1,1.2,1.3,1.4"]
+    for i, costs in enumerate((given, given, [])):
+        trace = tmp_path / f"auto{i}.jsonl"
+        rc, out, _ = _run(capsys, *pair, "--draft-len", "auto", *costs, "--trace", trace, "--json")
+        assert rc == 0
+        runs.append((json.loads(out), read_trace(trace)))
+    (first, a), (_, b), (_, timed) = runs
+    assert a[0]["draft_len"] == "auto" and a[0]["draft_costs_from"] == "given"
+    assert a[0]["draft_policy"]["verify_ms"] == [1.0, 1.1, 1.2, 1.3, 1.4] and a[0]["draft_policy"]["draft_ms"] == 0.1
+    assert a[0]["draft_policy"]["first_draft_ms"] == 0.2
+    assert [r["drafts"] for r in a[1:-1]] == [r["drafts"] for r in b[1:-1]] and any(r["drafts"] for r in a[1:-1])
+    assert timed[0]["draft_costs_from"] == "calibration" and len(timed[0]["draft_policy"]["verify_ms"]) == 5
+    rc, out, _ = _run(capsys, *pair, "--draft-len", 0, "--json")
+    assert json.loads(out)["tokens"] == first["tokens"] == timed[-1]["tokens"]
+    rc, _, err = _run(capsys, *pair, "--draft-len", 2, "--draft-costs", "1,1,2,3,4")
+    assert rc == 2 and err == "error: --draft-costs applies to --draft-len auto only\n", err
+    for bad in ("1,2", "1,1,0,2", "a,b,c"):
+        assert main(["run", *map(str, pair), "--draft-len", "auto", "--draft-costs", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "'--draft-costs': expected F,D,V1" in err, err
+
+
 # ---- the click CLI: help, usage errors, flags a backend cannot honour, output folders ------------------
 def _commands(command, path=()):
     """(path, command) of every command under the group, the groups themselves included."""
@@ -164,10 +192,10 @@ def test_help_documents_every_flag_and_shows_its_default(prog, path, command, ca
     (["run", "x.litertlm", "--prompt-ids", "1", "--context", "0"], "'--context': 0 is not in the range x>=1"),
     (["run", "--target", "t", "--drafter", "d", "--prompt-ids", "1", "--prefill-chunk", "0"],
      "'--prefill-chunk': 0 is not in the range x>=1"),
-    (["run", "x.litertlm", "--prompt-ids", "1", "--draft-len", "-1"], "expected a non-negative integer, got '-1'"),
+    (["run", "x.litertlm", "--prompt-ids", "1", "--draft-len", "-1"], "expected a non-negative integer or auto, got '-1'"),
     (["run", "x.litertlm"], "give one of --prompt TEXT or --prompt-ids IDS"),
     (["run", "x.litertlm", "--prompt", "a", "--prompt-ids", "1"], "--prompt or --prompt-ids, not both"),
-    (["bench", "x.litertlm", "--draft-len", "0,a"], "expected a non-negative integer, got 'a'"),
+    (["bench", "x.litertlm", "--draft-len", "0,a"], "expected a non-negative integer or auto, got 'a'"),
     (["frobnicate"], "No such command 'frobnicate'"),
 ])
 def test_usage_errors_are_one_line(capsys, args, message):

@@ -115,3 +115,50 @@ def test_c_core_clean_under_valgrind(bundles, tmp_path):
                           env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "ERROR SUMMARY: 0 errors" in proc.stderr and "definitely lost: 0 bytes" in proc.stderr
+
+
+AUTO_COSTS = "0.2,0.1,1.0,1.1,1.2,1.3,1.4"  # cheap drafts: the policy drafts, backs off and probes on these prompts
+# Sampling on the tiny pair accepts almost no draft, so at AUTO_COSTS the policy never drafts after its first
+# probe; with nearly free drafts and every verify the price of a decode it drafts while its estimates fall.
+FREE_COSTS = "0.02,0.02,1.0,1.0,1.0,1.0,1.0"
+AUTO_CASES = [(None, "hf", AUTO_COSTS), (None, "clean", AUTO_COSTS), (SamplingConfig(0.8, 0, 1.0, 7), "hf", FREE_COSTS),
+              (SamplingConfig(1.3, 50, 0.9, 123), "hf", FREE_COSTS)]
+
+
+@pytest.mark.parametrize("case", AUTO_CASES, ids=lambda c: f"{c[1]}-{'greedy' if c[0] is None else 'sample'}")
+def test_native_auto_trace_equals_python(pairs, bundles, case):
+    """`--draft-len auto` with the same given costs: the C core picks the same K, probes and estimates (bit for
+    bit) as the Python loop, round by round; greedy tokens are K=0's."""
+    from edge_mtp.runtime.draftlen import AutoDraft, parse_costs
+
+    sampling, view, costs = case
+    bundle = bundles.path("tiny-e2b")
+    chosen, probes = set(), 0
+    for prompt in pairs.prompts("tiny-e2b")[:2] + [[2, 17, 300, 41]]:
+        cfg = LoopConfig(draft_len=4, max_new_tokens=NEW, sampling=sampling, kv_view=view,
+                         auto=AutoDraft(parse_costs(costs)))
+        backend = LiteRTBackend(bundle)
+        gen = generate(backend, prompt, cfg)
+        ref = json.loads(json.dumps(trace_lines(gen, cfg, backend.name, backend.model_id)))
+        ours = native_trace(bundle, prompt, NEW, "auto", sampling, view, draft_costs=parse_costs(costs))
+        assert ours[0]["draft_len"] == "auto" and ours[0]["draft_costs_from"] == "given"
+        assert_same_trace(ours, ref)
+        assert [r.get("rates") for r in ours[2:-1]] == [r["rates"] for r in ref[2:-1]]  # exact floats
+        if sampling is None:
+            plain = generate(backend, prompt, LoopConfig(draft_len=0, max_new_tokens=NEW, kv_view=view))
+            assert ours[-1]["tokens"] == plain.tokens
+        chosen |= {len(r["drafts"]) for r in ours[2:-1]}
+        probes += ours[-1]["probes"]
+    assert len(chosen) >= 2 and probes > 0, (chosen, probes)
+
+
+def test_native_auto_calibrates_without_costs(bundles):
+    head = native_trace(bundles.path("tiny-e2b"), [5, 6, 7], 8, draft_len="auto")[0]
+    policy = head["draft_policy"]
+    assert head["draft_costs_from"] == "calibration" and policy["max_draft_len"] == 4
+    assert len(policy["verify_ms"]) == 5 and min(policy["verify_ms"]) > 0
+    assert policy["first_draft_ms"] > 0 and policy["draft_ms"] > 0
+    for bad in (["--draft-costs", "1,1,2,x"], ["--draft-costs", "1,1,0"],
+                ["--draft-len", "4", "--draft-costs", "1,1,2"]):
+        proc = run_native(bundles.path("tiny-e2b"), ["--prompt-ids", "5", "--draft-len", "auto", *bad], capture=True)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --draft-"), bad

@@ -20,8 +20,9 @@ let package = Package(
             path: "Sources/CEdgeMTP",
             exclude: ["core/cli.c"],
             sources: ["core/bundle.c", "core/json.c", "core/loop.c", "core/sampling.c", "core/trace.c",
-                      "core/litert.c", "observe.c"],
+                      "core/litert.c", "core/draftlen.c", "observe.c"],
             publicHeadersPath: "include",
+            cSettings: [.unsafeFlags(["-ffp-contract=off"])],  // draftlen.c: no fused multiply-add
             linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux])),
                              .linkedLibrary("m", .when(platforms: [.linux]))]
         ),

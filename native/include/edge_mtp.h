@@ -125,15 +125,63 @@ typedef struct emtp_backend {
 
 void emtp_backend_destroy(emtp_backend *b);
 
+/* ---- adaptive draft length, `--draft-len auto` (draftlen.c, runtime/draftlen.py) ----------------- */
+#define EMTP_MAX_DRAFT 64
+#define EMTP_MAX_WINDOW 256
+#define EMTP_PROBE_STREAM 55u /* sampling: the probes' own PCG32 stream */
+
+typedef struct emtp_draft_policy {
+    int enabled;        /* 0 = every round drafts cfg.draft_len (fixed K) */
+    int window;         /* test outcomes kept per draft slot */
+    double prior, prior_weight, probe_budget;
+    int lookahead;
+    double first_draft_ms; /* a round's first drafter step (after a verify; also a probe's cost) */
+    double draft_ms;       /* each further drafter step */
+    double verify_ms[EMTP_MAX_DRAFT + 1]; /* verify_ms[K]: a verify of K+1 tokens, K = 0..draft_len */
+    int calibrated;     /* the costs were timed here (emtp_calibrate), not given */
+} emtp_draft_policy;
+
+/* The default parameters (as draftlen.py AutoDraft), enabled, costs unset. */
+void emtp_draft_policy_defaults(emtp_draft_policy *p);
+/* "F,D,V1,...,V(K+1)" (ms, each > 0) into p's costs; returns K, or -1 when the text is not that. */
+int emtp_parse_draft_costs(const char *text, emtp_draft_policy *p);
+/* a_1..a_k from tested[j] / accepted[j] counts, shrunk slot by slot toward the prior. */
+void emtp_draft_estimates(const emtp_draft_policy *p, int k, const int *tested, const int *accepted, double *rates);
+/* argmax_{K <= k_max} E(K) / cost(K), ties to the smaller K. */
+int emtp_draft_best_k(const emtp_draft_policy *p, const double *rates, int k_max);
+/* Whether an always-right drafter beats plain decoding at some K <= k_max. */
+int emtp_draft_can_pay(const emtp_draft_policy *p, int k_max);
+
+typedef struct emtp_draft_state {
+    const emtp_draft_policy *policy;
+    int k;                       /* draft slots (cfg.draft_len) */
+    unsigned char *ring;         /* k * window outcomes, slot-major */
+    int *head, *count;           /* per slot: next write index, outcomes held */
+    int probes, probes_accepted, plain_rounds;
+} emtp_draft_state;
+
+int emtp_draft_state_init(emtp_draft_state *s, const emtp_draft_policy *p, int k, emtp_error *err);
+void emtp_draft_state_free(emtp_draft_state *s);
+/* K for a round in which at most k_max drafts fit; *probe = run a probe; rates[k] = the estimates used. */
+int emtp_draft_decide(emtp_draft_state *s, int k_max, double *rates, int *probe);
+void emtp_draft_record(emtp_draft_state *s, int drafts, int accepted);
+void emtp_draft_record_probe(emtp_draft_state *s, int accepted);
+/* Time the backend as rounds use it (draftlen.py calibrate): after a one-token prefill of `token`, 1 + `reps`
+ * passes over K = 0..k (interleaved) of two rounds in a row of K chained drafter steps then a verify of K+1
+ * tokens at position 1, the second timed; medians of the measured passes into p's costs, verify_ms made
+ * non-decreasing (calibrated = 1). */
+int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_policy *p, emtp_error *err);
+
 /* ---- the loop (runtime/loop.py, docs/loop.md) -------------------------------------------------- */
 #define EMTP_TOP_LOGITS 5
 
 typedef struct emtp_config {
-    int draft_len;      /* K; 0 = plain decoding */
+    int draft_len;      /* K; 0 = plain decoding; with policy.enabled: the most drafts a round may take */
     int max_new_tokens;
     int sample;         /* 0 = greedy */
     emtp_sampling sampling;
     int kv_view;        /* EMTP_KV_HF or EMTP_KV_CLEAN */
+    emtp_draft_policy policy; /* `--draft-len auto` when enabled (zeroed = fixed K) */
 } emtp_config;
 
 typedef struct emtp_round {
@@ -145,6 +193,10 @@ typedef struct emtp_round {
     float top_values[EMTP_TOP_LOGITS];
     int has_draft_ms;
     double ms_draft, ms_verify, ms_graph; /* ms_graph: backend graph time inside this round */
+    double *rates;      /* auto: the acceptance estimates the round's K came from (n_rates), owned */
+    int n_rates;
+    int has_probe, probe_accepted; /* auto: a K = 0 round that tested one draft without verifying it */
+    int32_t probe_draft;
 } emtp_round;
 
 typedef struct emtp_generation {
@@ -155,6 +207,7 @@ typedef struct emtp_generation {
     emtp_round *rounds;
     int n_rounds, cap_rounds;
     const char *stop; /* "eos" | "max_new_tokens" | "context" */
+    int has_probes, probes, probes_accepted; /* auto */
 } emtp_generation;
 
 /* Runs the loop; on success *out owns its memory (emtp_generation_free), on failure nothing leaks. */

@@ -1,5 +1,5 @@
-/* edge-mtp-native BUNDLE --prompt-ids 1,2,3 [--draft-len K] [--max-new-tokens N] [--temperature T
- * --top-k K --top-p P --seed S] [--kv-view hf|clean] [--trace FILE] [--json] [--litert-lib PATH]
+/* edge-mtp-native BUNDLE --prompt-ids 1,2,3 [--draft-len K|auto] [--draft-costs F,D,V1,..] [--max-new-tokens N]
+ * [--temperature T --top-k K --top-p P --seed S] [--kv-view hf|clean] [--trace FILE] [--json] [--litert-lib PATH]
  *
  * The same flags and meaning as `edge-mtp run BUNDLE` (src/edge_mtp/cli.py). Prints the generated ids
  * and the summary line (or --json), then a timing line; user errors are one line on stderr and exit 2,
@@ -88,8 +88,9 @@ static void print_timing(const emtp_generation *g, FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    const char *bundle = NULL, *trace = NULL, *prompt_text = NULL, *kv_view = "hf", *lib = NULL;
+    const char *bundle = NULL, *trace = NULL, *prompt_text = NULL, *kv_view = "hf", *lib = NULL, *costs = NULL;
     long long draft_len = -1, max_new = 64, top_k = 0, seed = 0;
+    int draft_auto = 0;
     double temperature = 0.0, top_p = 1.0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -97,9 +98,11 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: edge-mtp-native BUNDLE --prompt-ids IDS [--draft-len K] [--max-new-tokens N]\n"
-                   "       [--temperature T] [--top-k K] [--top-p P] [--seed S] [--kv-view hf|clean]\n"
-                   "       [--trace FILE] [--json] [--litert-lib PATH]\n");
+            printf("usage: edge-mtp-native BUNDLE --prompt-ids IDS [--draft-len K|auto] [--draft-costs F,D,V1,...]\n"
+                   "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+                   "       [--kv-view hf|clean] [--trace FILE] [--json] [--litert-lib PATH]\n"
+                   "--draft-len auto: K per round from the costs (ms: a round's first drafter step, each further\n"
+                   "step, a verify of 1..K+1 tokens; default: timed on the bundle first) and the running acceptance\n");
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
@@ -111,7 +114,11 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--prompt")) {
             return usage_error("%s", "--prompt needs a tokenizer; the native CLI takes --prompt-ids only");
         } else if (!strcmp(a, "--draft-len")) {
-            if (parse_long(v, 0, 64, &draft_len)) return usage_error("--draft-len: expected an integer in 0..64, got %s", v);
+            draft_auto = !strcmp(v, "auto");
+            if (!draft_auto && parse_long(v, 0, 64, &draft_len))
+                return usage_error("--draft-len: expected auto or an integer in 0..64, got %s", v);
+        } else if (!strcmp(a, "--draft-costs")) {
+            costs = v;
         } else if (!strcmp(a, "--max-new-tokens")) {
             if (parse_long(v, -1000000000LL, 1000000000LL, &max_new)) return usage_error("--max-new-tokens: expected an integer, got %s", v);
         } else if (!strcmp(a, "--temperature")) {
@@ -147,6 +154,17 @@ int main(int argc, char **argv) {
     if (!prompt_text) return usage_error("%s", "--prompt-ids is required");
     if (temperature < 0 || !(top_p > 0 && top_p <= 1))
         return usage_error("%s", "--temperature must be >= 0 and --top-p in (0, 1]");
+    emtp_draft_policy policy;
+    memset(&policy, 0, sizeof policy);
+    int costs_k = -1;
+    if (costs) {
+        if (!draft_auto) return usage_error("%s", "--draft-costs applies to --draft-len auto only");
+        emtp_draft_policy_defaults(&policy);
+        costs_k = emtp_parse_draft_costs(costs, &policy);
+        if (costs_k < 0)
+            return usage_error("--draft-costs: expected F,D,V1,...,V(K+1) (ms, each > 0: a round's first drafter "
+                               "step, each further step, a verify of 1..K+1 tokens), got '%s'", costs);
+    }
     int32_t *prompt = NULL;
     int n_prompt = 0;
     if (parse_ids(prompt_text, &prompt, &n_prompt)) {
@@ -163,6 +181,14 @@ int main(int argc, char **argv) {
     memset(&cfg, 0, sizeof cfg);
     if (!rc) {
         cfg.draft_len = draft_len >= 0 ? (int)draft_len : backend.default_draft_len;
+        if (draft_auto) {
+            if (costs_k >= 0) {
+                cfg.policy = policy;
+                cfg.draft_len = costs_k; /* the costs say how deep a round may draft */
+            } else {
+                emtp_draft_policy_defaults(&cfg.policy);
+            }
+        }
         cfg.max_new_tokens = (int)max_new;
         cfg.kv_view = strcmp(kv_view, "clean") ? EMTP_KV_HF : EMTP_KV_CLEAN;
         if (temperature > 0) {
@@ -177,6 +203,8 @@ int main(int argc, char **argv) {
             if (prompt[i] < 0 || prompt[i] >= backend.vocab_size)
                 rc = emtp_fail(&err, EMTP_EUSAGE, "--prompt-ids: id %d is outside the vocabulary of %d", (int)prompt[i],
                                backend.vocab_size);
+        if (!rc && draft_auto && costs_k < 0)
+            rc = emtp_calibrate(&backend, cfg.draft_len, prompt[0], 5, &cfg.policy, &err);
         if (!rc) rc = emtp_generate(&backend, prompt, n_prompt, &cfg, &gen, &err);
         if (!rc && trace) rc = emtp_write_trace_file(trace, &gen, &cfg, backend.name, backend.model_id, &err);
         if (!rc) {

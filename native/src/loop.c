@@ -28,7 +28,7 @@ void emtp_backend_destroy(emtp_backend *b) {
 
 emtp_views emtp_drafter_views(int prev_first, int prev_last, int length, int window, int mode) {
     emtp_views v;
-    if (mode == EMTP_KV_CLEAN) {
+    if (mode == EMTP_KV_CLEAN || prev_first == prev_last) { /* after a one-token forward: views.py */
         int last = length - 2;
         v.sliding_lo = last - window > 0 ? last - window : 0;
         v.sliding_hi = last;
@@ -88,8 +88,11 @@ typedef struct loop_ws {
     float *carry, *carry2; /* H */
     double *dists;  /* K * V: q distributions of the drafts (sampling) */
     double *p, *res; /* V */
+    double *rates;   /* K: the draft policy's estimates */
     emtp_sampler sampler;
     int has_sampler;
+    emtp_draft_state policy;
+    int has_policy;
 } loop_ws;
 
 static void ws_free(loop_ws *w) {
@@ -101,11 +104,13 @@ static void ws_free(loop_ws *w) {
     free(w->dists);
     free(w->p);
     free(w->res);
+    free(w->rates);
     if (w->has_sampler) emtp_sampler_free(&w->sampler);
+    if (w->has_policy) emtp_draft_state_free(&w->policy);
 }
 
 static int push_round(emtp_generation *g, emtp_round *r, const int32_t *drafts, int nd, const int32_t *target,
-                      int nt, const int32_t *emitted, int ne, emtp_error *err) {
+                      int nt, const int32_t *emitted, int ne, const double *rates, int n_rates, emtp_error *err) {
     if (g->n_rounds == g->cap_rounds) {
         int cap = g->cap_rounds ? 2 * g->cap_rounds : 16;
         emtp_round *grown = realloc(g->rounds, sizeof *grown * (size_t)cap);
@@ -123,6 +128,17 @@ static int push_round(emtp_generation *g, emtp_round *r, const int32_t *drafts, 
     }
     int32_t *block = malloc(sizeof(int32_t) * (size_t)(nd + nt + ne + 1));
     if (!block) return emtp_fail(err, EMTP_ENOMEM, "out of memory (round)");
+    r->rates = NULL;
+    r->n_rates = 0;
+    if (rates) {
+        r->rates = malloc(sizeof(double) * (size_t)(n_rates + 1));
+        if (!r->rates) {
+            free(block);
+            return emtp_fail(err, EMTP_ENOMEM, "out of memory (round)");
+        }
+        memcpy(r->rates, rates, sizeof(double) * (size_t)n_rates);
+        r->n_rates = n_rates;
+    }
     r->drafts = block;
     r->target = block + nd;
     r->emitted = block + nd + nt;
@@ -141,7 +157,10 @@ static int push_round(emtp_generation *g, emtp_round *r, const int32_t *drafts, 
 
 void emtp_generation_free(emtp_generation *g) {
     if (!g) return;
-    for (int i = 0; i < g->n_rounds; i++) free(g->rounds[i].drafts);
+    for (int i = 0; i < g->n_rounds; i++) {
+        free(g->rounds[i].drafts);
+        free(g->rounds[i].rates);
+    }
     free(g->rounds);
     free(g->tokens);
     free(g->prompt);
@@ -187,8 +206,9 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
     w.p = malloc(sizeof(double) * (size_t)V);
     w.res = malloc(sizeof(double) * (size_t)V);
     w.dists = malloc(sizeof(double) * (size_t)V * (size_t)(K > 0 ? K : 1));
+    w.rates = malloc(sizeof(double) * (size_t)(K + 1));
     out->prompt = malloc(sizeof(int32_t) * (size_t)n_prompt);
-    if (!w.logits || !w.hidden || !w.dlogits || !w.carry || !w.carry2 || !w.p || !w.res || !w.dists ||
+    if (!w.logits || !w.hidden || !w.dlogits || !w.carry || !w.carry2 || !w.p || !w.res || !w.dists || !w.rates ||
         !out->prompt) {
         rc = emtp_fail(err, EMTP_ENOMEM, "out of memory (loop workspace)");
         goto done;
@@ -204,6 +224,20 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
     if (K > 0 && !b->has_drafter) {
         rc = emtp_fail(err, EMTP_EUSAGE, "this bundle has no tf_lite_mtp_drafter section; use --draft-len 0");
         goto done;
+    }
+    const emtp_draft_policy *policy = cfg->policy.enabled ? &cfg->policy : NULL;
+    emtp_pcg32 probe_rng = {0, 0};
+    if (policy) {
+        int costed = policy->first_draft_ms > 0 && policy->draft_ms > 0 && K <= 64;
+        for (int i = 0; costed && i <= K; i++) costed = policy->verify_ms[i] > 0;
+        if (!costed) {
+            rc = emtp_fail(err, EMTP_EUSAGE, "--draft-len auto needs the costs of a drafter step and of a verify of "
+                           "1..%d tokens (--draft-costs, or a calibration)", K + 1);
+            goto done;
+        }
+        if ((rc = emtp_draft_state_init(&w.policy, policy, K, err))) goto done;
+        w.has_policy = 1;
+        if (sampler) emtp_pcg32_seed(&probe_rng, cfg->sampling.seed, EMTP_PROBE_STREAM);
     }
 
     /* round 0: prefill */
@@ -223,7 +257,7 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
     top_logits(w.logits, V, &r);
     r.ms_verify = round3(now_ms() - t0);
     r.ms_graph = round3(b->graph_ms - g0);
-    if ((rc = push_round(out, &r, NULL, 0, &first, 1, &first, 1, err))) goto done;
+    if ((rc = push_round(out, &r, NULL, 0, &first, 1, &first, 1, NULL, 0, err))) goto done;
 
     int prev_first = 0, prev_last = n_prompt - 1;
     const int max_len = n_prompt + cfg->max_new_tokens;
@@ -238,9 +272,22 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
         int q = seq_len - 1;
         int32_t last = out->tokens[out->n_tokens - 1];
         int k = min3(K, max_len - seq_len - 1, b->context - 1 - q);
+        int probe = 0;
+        int32_t probe_draft = 0;
+        if (policy) k = emtp_draft_decide(&w.policy, k, w.rates, &probe);
         double ta = now_ms();
         g0 = b->graph_ms;
         int nd = 0;
+        if (probe) { /* the round's first drafter step, never verified (draftlen.py) */
+            emtp_views views = emtp_drafter_views(prev_first, prev_last, seq_len, b->sliding_window, cfg->kv_view);
+            if ((rc = b->ops->draft(b->self, last, w.carry, q, &views, w.dlogits, w.carry2, err))) goto done;
+            if (!sampler) {
+                probe_draft = emtp_argmax(w.dlogits, V);
+            } else {
+                emtp_distribution(sampler, w.dlogits, w.dists);
+                probe_draft = emtp_draw(w.dists, V, emtp_pcg32_uniform(&probe_rng), w.res);
+            }
+        }
         if (k > 0) {
             emtp_views views = emtp_drafter_views(prev_first, prev_last, seq_len, b->sliding_window, cfg->kv_view);
             int32_t token = last;
@@ -263,7 +310,7 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
         seq[0] = last;
         memcpy(seq + 1, drafts, sizeof(int32_t) * (size_t)nd);
         if ((rc = b->ops->verify(b->self, seq, nd + 1, q, w.logits, w.hidden, err))) goto done;
-        int n, n_choices, n_new;
+        int n = 0, n_choices, n_new;
         if (!sampler) {
             for (int i = 0; i < nd + 1; i++) choices[i] = emtp_argmax(w.logits + (size_t)i * (size_t)V, V);
             n = 0;
@@ -277,6 +324,7 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
                 const double *qd = w.dists + (size_t)i * (size_t)V;
                 if (!emtp_accept(sampler, w.p[drafts[i]], qd[drafts[i]])) break;
             }
+            n = i;
             memcpy(choices, drafts, sizeof(int32_t) * (size_t)i);
             if (i < nd) {
                 emtp_residual(w.p, w.dists + (size_t)i * (size_t)V, V, w.res);
@@ -290,6 +338,13 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
             emtp_distribution(sampler, w.logits, w.p);
             choices[0] = emtp_sample(sampler, w.p);
             n_choices = n_new = 1;
+        }
+        int probe_ok = 0;
+        if (policy && nd) emtp_draft_record(&w.policy, nd, n); /* n: accepted before the clip */
+        if (probe) {
+            probe_ok = !sampler ? probe_draft == choices[0]
+                                : emtp_pcg32_uniform(&probe_rng) * w.dists[probe_draft] < w.p[probe_draft];
+            emtp_draft_record_probe(&w.policy, probe_ok);
         }
         /* clip: at most the budget, nothing after the first stop id */
         if (n_new > max_len - seq_len) n_new = max_len - seq_len;
@@ -312,9 +367,18 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
         r.ms_draft = round3(tb - ta);
         r.ms_verify = round3(tc - tb);
         r.ms_graph = round3(b->graph_ms - g0);
-        if ((rc = push_round(out, &r, drafts, nd, choices, n_choices, choices, n_new, err))) goto done;
+        r.has_probe = probe;
+        r.probe_draft = probe_draft;
+        r.probe_accepted = probe_ok;
+        if ((rc = push_round(out, &r, drafts, nd, choices, n_choices, choices, n_new, policy ? w.rates : NULL, K, err)))
+            goto done;
     }
     out->stop = reason;
+    if (policy) {
+        out->has_probes = 1;
+        out->probes = w.policy.probes;
+        out->probes_accepted = w.policy.probes_accepted;
+    }
 
 done:
     ws_free(&w);

@@ -89,6 +89,33 @@ static void put_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+static void put_doubles(FILE *f, const double *v, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        put_double(f, v[i]);
+    }
+    fputc(']', f);
+}
+
+/* The header's draft_policy (draftlen.py AutoDraft.as_trace) and where its costs came from. */
+static void put_policy(FILE *f, const emtp_draft_policy *p, int k) {
+    fprintf(f, ",\"draft_policy\":{\"policy\":\"cost-acceptance/1\",\"max_draft_len\":%d,\"window\":%d,\"prior\":", k,
+            p->window);
+    put_double(f, p->prior);
+    fputs(",\"prior_weight\":", f);
+    put_double(f, p->prior_weight);
+    fputs(",\"probe_budget\":", f);
+    put_double(f, p->probe_budget);
+    fprintf(f, ",\"lookahead\":%d,\"first_draft_ms\":", p->lookahead);
+    put_double(f, p->first_draft_ms);
+    fputs(",\"draft_ms\":", f);
+    put_double(f, p->draft_ms);
+    fputs(",\"verify_ms\":", f);
+    put_doubles(f, p->verify_ms, k + 1);
+    fprintf(f, "},\"draft_costs_from\":\"%s\"", p->calibrated ? "calibration" : "given");
+}
+
 void emtp_summary(const emtp_generation *g, int draft_len, int *drafted, int *accepted, double *per_slot,
                   double *mean_emitted) {
     *drafted = *accepted = 0;
@@ -129,6 +156,7 @@ int emtp_write_summary(FILE *f, const emtp_generation *g, int draft_len, emtp_er
     put_double(f, mean);
     fputs(",\"stop\":", f);
     put_string(f, g->stop ? g->stop : "");
+    if (g->has_probes) fprintf(f, ",\"probes\":%d,\"probes_accepted\":%d", g->probes, g->probes_accepted);
     fputc('}', f);
     return EMTP_OK;
 }
@@ -141,7 +169,10 @@ int emtp_write_trace(FILE *f, const emtp_generation *g, const emtp_config *cfg, 
     put_string(f, model);
     fputs(",\"prompt_ids\":", f);
     put_ids(f, g->prompt, g->n_prompt);
-    fprintf(f, ",\"draft_len\":%d,\"max_new_tokens\":%d,\"sampling\":", cfg->draft_len, cfg->max_new_tokens);
+    if (cfg->policy.enabled)
+        fprintf(f, ",\"draft_len\":\"auto\",\"max_new_tokens\":%d,\"sampling\":", cfg->max_new_tokens);
+    else
+        fprintf(f, ",\"draft_len\":%d,\"max_new_tokens\":%d,\"sampling\":", cfg->draft_len, cfg->max_new_tokens);
     if (cfg->sample) {
         fputs("{\"mode\":\"sample\",\"temperature\":", f);
         put_double(f, cfg->sampling.temperature);
@@ -151,7 +182,9 @@ int emtp_write_trace(FILE *f, const emtp_generation *g, const emtp_config *cfg, 
     } else {
         fputs("{\"mode\":\"greedy\"}", f);
     }
-    fprintf(f, ",\"kv_view\":\"%s\"}\n", cfg->kv_view == EMTP_KV_CLEAN ? "clean" : "hf");
+    fprintf(f, ",\"kv_view\":\"%s\"", cfg->kv_view == EMTP_KV_CLEAN ? "clean" : "hf");
+    if (cfg->policy.enabled) put_policy(f, &cfg->policy, cfg->draft_len);
+    fputs("}\n", f);
     for (int i = 0; i < g->n_rounds; i++) {
         const emtp_round *r = &g->rounds[i];
         fprintf(f, "{\"type\":\"round\",\"index\":%d,\"position\":%d,\"drafts\":", r->index, r->position);
@@ -166,7 +199,14 @@ int emtp_write_trace(FILE *f, const emtp_generation *g, const emtp_config *cfg, 
             put_double(f, (double)r->top_values[j]);
             fputc(']', f);
         }
-        fputs("],\"ms\":{", f);
+        fputc(']', f);
+        if (r->rates) {
+            fputs(",\"rates\":", f);
+            put_doubles(f, r->rates, r->n_rates);
+        }
+        if (r->has_probe)
+            fprintf(f, ",\"probe\":{\"draft\":%d,\"accepted\":%s}", (int)r->probe_draft, r->probe_accepted ? "true" : "false");
+        fputs(",\"ms\":{", f);
         if (r->has_draft_ms) {
             fputs("\"draft\":", f);
             put_double(f, r->ms_draft);

@@ -42,7 +42,7 @@ static void test_generate(checks *c, const char *bundle) {
     int32_t first[64];
     int n_first = 0;
     for (int k = 0; k < b.max_verify; k++) { /* K = 0 .. bundle K: the same greedy tokens */
-        emtp_config cfg = {k, 24, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+        emtp_config cfg = {k, 24, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
         emtp_generation g;
         rc = emtp_generate(&b, prompt, 12, &cfg, &g, &err);
         CHECKF(c, rc == 0, "K=%d: %s", k, err.message);
@@ -55,7 +55,25 @@ static void test_generate(checks *c, const char *bundle) {
         }
         emtp_generation_free(&g);
     }
-    emtp_config sample = {b.max_verify - 1, 16, 1, {0.8, 0, 1.0, 7}, EMTP_KV_HF};
+    /* --draft-len auto with costs timed on the bundle (calibration) and with cheap given costs: K=0's tokens */
+    for (int given = 0; given < 2; given++) {
+        emtp_config cfg = {b.max_verify - 1, 24, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
+        emtp_draft_policy_defaults(&cfg.policy);
+        if (given) {
+            CHECK(c, emtp_parse_draft_costs("0.1,0.1,1,1.1,1.2,1.3,1.4", &cfg.policy) == cfg.draft_len);
+        } else {
+            rc = emtp_calibrate(&b, cfg.draft_len, prompt[0], 2, &cfg.policy, &err);
+            CHECKF(c, rc == 0 && cfg.policy.calibrated && cfg.policy.verify_ms[cfg.draft_len] > 0, "%s", err.message);
+        }
+        emtp_generation g;
+        rc = emtp_generate(&b, prompt, 12, &cfg, &g, &err);
+        CHECKF(c, rc == 0, "auto: %s", err.message);
+        if (rc) continue;
+        CHECK(c, g.n_tokens == n_first && !memcmp(g.tokens, first, sizeof(int32_t) * (size_t)n_first));
+        CHECK(c, g.has_probes && g.rounds[1].n_rates == cfg.draft_len);
+        emtp_generation_free(&g);
+    }
+    emtp_config sample = {b.max_verify - 1, 16, 1, {0.8, 0, 1.0, 7}, EMTP_KV_HF, {0}};
     emtp_generation g;
     rc = emtp_generate(&b, prompt, 12, &sample, &g, &err);
     CHECKF(c, rc == 0, "%s", err.message);

@@ -150,7 +150,7 @@ static void test_greedy_invariance(checks *c) {
             fake f;
             emtp_backend b;
             fake_backend(&f, &b, 200, 3);
-            emtp_config cfg = {k, 37, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+            emtp_config cfg = {k, 37, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
             emtp_generation g;
             emtp_error err = {0, ""};
             int rc = emtp_generate(&b, prompts[p], lens[p], &cfg, &g, &err);
@@ -183,7 +183,7 @@ static void test_perfect_drafter(checks *c) {
         fake f;
         emtp_backend b;
         fake_backend(&f, &b, 200, 0);
-        emtp_config cfg = {4, 41, sample, {1.0, 0, 1.0, 11}, EMTP_KV_HF};
+        emtp_config cfg = {4, 41, sample, {1.0, 0, 1.0, 11}, EMTP_KV_HF, {0}};
         emtp_generation g;
         emtp_error err = {0, ""};
         int rc = emtp_generate(&b, prompt, 3, &cfg, &g, &err);
@@ -204,7 +204,7 @@ static void test_sampling_deterministic(checks *c) {
         fake f;
         emtp_backend b;
         fake_backend(&f, &b, 200, 2);
-        emtp_config cfg = {3, 30, 1, {0.9, 7, 0.95, rep < 2 ? 1234 : 99}, EMTP_KV_HF};
+        emtp_config cfg = {3, 30, 1, {0.9, 7, 0.95, rep < 2 ? 1234 : 99}, EMTP_KV_HF, {0}};
         emtp_generation g;
         emtp_error err = {0, ""};
         int rc = emtp_generate(&b, prompt, 2, &cfg, &g, &err);
@@ -233,7 +233,7 @@ static void test_stops(checks *c) {
     b.n_stop = 1;
     int first = 0;
     while (want[first] != want[9]) first++;
-    emtp_config cfg = {4, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+    emtp_config cfg = {4, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
     emtp_generation g;
     emtp_error err = {0, ""};
     int rc = emtp_generate(&b, prompt, 3, &cfg, &g, &err);
@@ -245,7 +245,7 @@ static void test_stops(checks *c) {
     /* context: 3 prompt + room for 9 more; the loop never runs the target past slot 11 (the fake errors) */
     for (int k = 0; k <= 4; k++) {
         fake_backend(&f, &b, 12, 3);
-        emtp_config cc = {k, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+        emtp_config cc = {k, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
         rc = emtp_generate(&b, prompt, 3, &cc, &g, &err);
         CHECKF(c, rc == 0, "K=%d: %s", k, err.message);
         if (!rc) {
@@ -257,7 +257,7 @@ static void test_stops(checks *c) {
     /* budget: exactly max_new_tokens even when a round could emit more */
     for (int n = 1; n <= 7; n++) {
         fake_backend(&f, &b, 200, 0);
-        emtp_config cc = {4, n, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+        emtp_config cc = {4, n, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
         rc = emtp_generate(&b, prompt, 3, &cc, &g, &err);
         CHECK(c, rc == 0);
         if (!rc) {
@@ -273,15 +273,15 @@ static void test_errors(checks *c) {
     emtp_backend b;
     emtp_generation g;
     emtp_error err = {0, ""};
-    emtp_config cfg = {4, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+    emtp_config cfg = {4, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
     fake_backend(&f, &b, 200, 3);
     CHECK(c, emtp_generate(&b, prompt, 0, &cfg, &g, &err) == EMTP_EUSAGE);
     CHECK(c, emtp_generate(&b, bad, 1, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "vocabulary"));
     fake_backend(&f, &b, 2, 3);
     CHECK(c, emtp_generate(&b, prompt, 3, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "context"));
-    emtp_config neg = {-1, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF};
+    emtp_config neg = {-1, 30, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
     CHECK(c, emtp_generate(&b, prompt, 1, &neg, &g, &err) == EMTP_EUSAGE);
-    emtp_config hot = {2, 30, 1, {0.0, 0, 1.0, 0}, EMTP_KV_HF};
+    emtp_config hot = {2, 30, 1, {0.0, 0, 1.0, 0}, EMTP_KV_HF, {0}};
     fake_backend(&f, &b, 200, 3);
     CHECK(c, emtp_generate(&b, prompt, 3, &hot, &g, &err) == EMTP_EUSAGE);
     /* a backend failure at every possible call: the error comes back, nothing leaks (valgrind) */
@@ -445,7 +445,7 @@ static void test_trace(checks *c) {
     emtp_backend b;
     fake_backend(&f, &b, 200, 3);
     int32_t prompt[2] = {5, 6};
-    emtp_config cfg = {2, 5, 1, {0.8, 0, 1.0, 3}, EMTP_KV_HF};
+    emtp_config cfg = {2, 5, 1, {0.8, 0, 1.0, 3}, EMTP_KV_HF, {0}};
     emtp_generation g;
     emtp_error err;
     CHECK(c, emtp_generate(&b, prompt, 2, &cfg, &g, &err) == 0);
@@ -467,6 +467,158 @@ static void test_trace(checks *c) {
     emtp_generation_free(&g);
 }
 
+/* The same hand-computed cases as tests/test_loop.py test_policy_decisions_by_hand. */
+static void test_draft_policy(checks *c) {
+    emtp_draft_policy never;
+    emtp_draft_policy_defaults(&never);
+    CHECK(c, emtp_parse_draft_costs("1,1,2,3,4", &never) == 2 && !emtp_draft_can_pay(&never, 2));
+    emtp_draft_state s;
+    emtp_error err;
+    double rates[EMTP_MAX_DRAFT];
+    int probe;
+    CHECK(c, emtp_draft_state_init(&s, &never, 2, &err) == 0);
+    for (int i = 0; i < 16; i++) emtp_draft_record(&s, 2, 2);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 0 && !probe && s.plain_rounds == 0);
+    emtp_draft_state_free(&s);
+
+    emtp_draft_policy p;
+    emtp_draft_policy_defaults(&p);
+    CHECK(c, emtp_parse_draft_costs(" 0.5, 0.5, 2, 2.5 ,3", &p) == 2 && emtp_draft_can_pay(&p, 2));
+    int tested[2] = {0, 0}, accepted[2] = {0, 0};
+    emtp_draft_estimates(&p, 2, tested, accepted, rates);
+    CHECK(c, rates[0] == 0.5 && rates[1] == 0.5 && emtp_draft_best_k(&p, rates, 2) == 0);
+    emtp_draft_state_init(&s, &p, 2, &err);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 0 && probe && s.plain_rounds == 1);
+    for (int i = 0; i < 3; i++) emtp_draft_record_probe(&s, 1);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 2 && rates[0] == 0.875 && rates[1] == 0.875);
+    CHECK(c, emtp_draft_decide(&s, 1, rates, &probe) == 1);
+    emtp_draft_record(&s, 2, 1);
+    CHECK(c, s.count[0] == 4 && s.count[1] == 1);
+    emtp_draft_state_free(&s);
+    emtp_draft_state_init(&s, &p, 2, &err);
+    emtp_draft_decide(&s, 2, rates, &probe);
+    emtp_draft_record_probe(&s, 0);
+    int first = 0;
+    for (int r = 2; r < 80 && !first; r++) {
+        emtp_draft_decide(&s, 2, rates, &probe);
+        if (probe) first = r;
+    }
+    CHECKF(c, first == 50, "first budget probe at plain round %d", first);
+    emtp_draft_state_free(&s);
+
+    emtp_draft_policy one;
+    emtp_draft_policy_defaults(&one);
+    emtp_parse_draft_costs("1,1,2,2", &one);
+    static const int windows[2][3] = {{0, 0, 1}, {1, 0, -1}};
+    for (int w = 0; w < 2; w++) {
+        emtp_draft_state_init(&s, &one, 1, &err);
+        for (int i = 0; i < 3 && windows[w][i] >= 0; i++) emtp_draft_record_probe(&s, windows[w][i]);
+        s.probes = 10;
+        CHECK(c, emtp_draft_decide(&s, 1, rates, &probe) == 0 && probe == (w == 0));
+        CHECK(c, rates[0] == (w == 0 ? 0.375 : 0.5));
+        emtp_draft_state_free(&s);
+    }
+    emtp_draft_policy cheap;
+    emtp_draft_policy_defaults(&cheap);
+    emtp_parse_draft_costs("0.1,0.1,1,1.2,1.2", &cheap);
+    double half[2] = {0.5, 0.5};
+    CHECK(c, emtp_draft_best_k(&cheap, half, 2) == 2);
+    emtp_draft_state_init(&s, &cheap, 2, &err);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 0 && probe); /* slot 1 is tested by a probe first */
+    emtp_draft_record_probe(&s, 1);
+    CHECK(c, emtp_draft_decide(&s, 2, rates, &probe) == 2);
+    emtp_draft_state_free(&s);
+    emtp_draft_policy cold;
+    emtp_draft_policy_defaults(&cold);
+    emtp_parse_draft_costs("1,0.2,2,2.9,3", &cold);
+    double nine[2] = {0.9, 0.9};
+    CHECK(c, emtp_draft_best_k(&cold, nine, 1) == 0 && emtp_draft_best_k(&cold, nine, 2) == 2);
+    cold.first_draft_ms = 0.2;
+    CHECK(c, emtp_draft_best_k(&cold, nine, 1) == 1);
+    emtp_draft_state_init(&s, &p, 2, &err);
+    for (int i = 0; i < 32; i++) emtp_draft_record_probe(&s, i >= 16);
+    emtp_draft_decide(&s, 2, rates, &probe);
+    CHECK(c, s.count[0] == 16 && rates[0] == (16 + 0.5) / 17.0);
+    emtp_draft_state_free(&s);
+    CHECK(c, emtp_parse_draft_costs("1,1,0", &p) < 0 && emtp_parse_draft_costs("1,2", &p) < 0 &&
+                 emtp_parse_draft_costs("1,1,x", &p) < 0 && emtp_parse_draft_costs("1,1,2,inf", &p) < 0);
+}
+
+/* One generation on a fresh fake model (drafter wrong on 1/wrong of the states); `costs` != NULL turns on
+ * --draft-len auto with them. Returns 0 with *g filled, else records the failure. */
+static int fake_run(checks *c, fake *f, int wrong, emtp_config cfg, const char *costs, const int32_t *prompt, int n,
+                    emtp_generation *g) {
+    emtp_backend b;
+    fake_backend(f, &b, 200, wrong);
+    if (costs) {
+        emtp_draft_policy_defaults(&cfg.policy);
+        emtp_parse_draft_costs(costs, &cfg.policy);
+    }
+    emtp_error err = {0, ""};
+    int rc = emtp_generate(&b, prompt, n, &cfg, g, &err);
+    CHECKF(c, rc == 0, "%s", err.message);
+    return rc;
+}
+
+static int same_tokens(const emtp_generation *a, const emtp_generation *b) {
+    return a->n_tokens == b->n_tokens && !memcmp(a->tokens, b->tokens, sizeof(int32_t) * (size_t)a->n_tokens);
+}
+
+/* The loop under --draft-len auto on the fake model: greedy tokens of the oracle whatever K is chosen, several K
+ * chosen, probes on a drafter that is always wrong, seeded sampling deterministic, and costs at which drafting
+ * cannot pay give exactly K = 0's rounds (greedy and sampled: no drafter call, the main stream untouched). */
+static void test_auto_loop(checks *c) {
+    const char *cheap = "0.1,0.1,1,1.1,1.2,1.3,1.4", *never = "1,1,2,4,6,8,10";
+    int32_t prompt[3] = {1, 2, 3}, want[64];
+    oracle(prompt, 3, 48, want);
+    int seen[5] = {0}, probes = 0;
+    fake f;
+    emtp_generation g, h;
+    for (int wrong = 0; wrong <= 3; wrong++) { /* 0: never wrong */
+        emtp_config cfg = {4, 48, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
+        if (fake_run(c, &f, wrong, cfg, cheap, prompt, 3, &g)) continue;
+        CHECKF(c, g.n_tokens == 48 && !memcmp(g.tokens, want, sizeof(int32_t) * 48), "wrong_every %d", wrong);
+        int drafted = 0;
+        for (int r = 1; r < g.n_rounds; r++) {
+            seen[g.rounds[r].n_drafts]++;
+            drafted += g.rounds[r].n_drafts;
+            CHECK(c, g.rounds[r].n_rates == 4 && g.rounds[r].rates[0] > 0 && g.rounds[r].rates[0] < 1);
+        }
+        probes += g.probes;
+        CHECK(c, f.drafts == drafted + g.probes); /* a probe is one drafter call */
+        emtp_generation_free(&g);
+    }
+    int distinct = 0;
+    for (int k = 0; k <= 4; k++) distinct += seen[k] > 0;
+    CHECKF(c, distinct >= 3 && seen[0] && seen[4] && probes > 0, "distinct K %d, probes %d", distinct, probes);
+    for (int sample = 0; sample < 2; sample++) {
+        emtp_config plain = {0, 30, sample, {0.9, 7, 0.95, 1234}, EMTP_KV_HF, {0}}, autok = plain;
+        autok.draft_len = 4;
+        if (fake_run(c, &f, 3, plain, NULL, prompt, 3, &g)) continue;
+        if (!fake_run(c, &f, 3, autok, never, prompt, 3, &h)) {
+            CHECK(c, f.drafts == 0 && h.probes == 0 && h.n_rounds == g.n_rounds && same_tokens(&g, &h));
+            emtp_generation_free(&h);
+        }
+        emtp_generation_free(&g);
+    }
+    /* sampling with auto: the same seed gives the same tokens */
+    emtp_config sampled = {3, 40, 1, {0.9, 7, 0.95, 99}, EMTP_KV_HF, {0}};
+    if (!fake_run(c, &f, 2, sampled, "0.1,0.1,1,1.1,1.2,1.3", prompt, 3, &g)) {
+        if (!fake_run(c, &f, 2, sampled, "0.1,0.1,1,1.1,1.2,1.3", prompt, 3, &h)) {
+            CHECK(c, same_tokens(&g, &h) && g.probes == h.probes);
+            emtp_generation_free(&h);
+        }
+        emtp_generation_free(&g);
+    }
+    /* no costs: a usage error, nothing leaks */
+    emtp_backend b;
+    fake_backend(&f, &b, 200, 2);
+    emtp_config cfg = {3, 40, 0, {0, 0, 0, 0}, EMTP_KV_HF, {0}};
+    emtp_draft_policy_defaults(&cfg.policy);
+    emtp_error err = {0, ""};
+    CHECK(c, emtp_generate(&b, prompt, 3, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "costs"));
+}
+
 int main(void) {
     checks c = {0, 0};
     test_greedy_invariance(&c);
@@ -479,6 +631,8 @@ int main(void) {
     test_format(&c);
     test_json_and_manifest(&c);
     test_trace(&c);
+    test_draft_policy(&c);
+    test_auto_loop(&c);
     printf("test_core: %d checks, %d failed\n", c.run, c.failed);
     return c.failed ? 1 : 0;
 }

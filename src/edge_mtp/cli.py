@@ -17,8 +17,9 @@ from types import SimpleNamespace
 import click
 from click.core import ParameterSource
 
-from edge_mtp.console import CONTEXT, DRAFT_LEN, LENGTHS, OUTPUT, TOKEN_IDS, progress, summary_line
+from edge_mtp.console import CONTEXT, DRAFT_COSTS, DRAFT_LEN, LENGTHS, OUTPUT, TOKEN_IDS, progress, summary_line
 from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime.draftlen import AUTO
 from edge_mtp.runtime.tracediff import DEFAULT_LOGIT_TOL
 
 PATH = click.Path(path_type=Path)
@@ -79,9 +80,24 @@ def _sampling(args):
 def _loop_config(args, default_k: int | None):
     from edge_mtp.runtime import LoopConfig
 
-    k = args.draft_len if args.draft_len is not None else (default_k if default_k is not None else 4)
+    default = default_k if default_k is not None else 4
+    k = args.draft_len if args.draft_len not in (None, AUTO) else default
+    if args.draft_costs is not None:
+        k = args.draft_costs.max_draft_len  # auto: the costs say how deep a round may draft
     return LoopConfig(draft_len=k, max_new_tokens=args.max_new_tokens, sampling=_sampling(args),
                       kv_view=args.kv_view)
+
+
+def _with_costs(cfg, args, backend, prompt: list[int]):
+    """`--draft-len auto`: the policy, with the given costs or ones timed on the backend now."""
+    import dataclasses
+
+    from edge_mtp.runtime.draftlen import AutoDraft, calibrate
+
+    if args.draft_len != AUTO:
+        return cfg
+    costs = args.draft_costs or calibrate(backend, cfg.draft_len, token=prompt[0])
+    return dataclasses.replace(cfg, auto=AutoDraft(costs))
 
 
 def _check_run_args(ctx: click.Context, args) -> None:
@@ -93,6 +109,8 @@ def _check_run_args(ctx: click.Context, args) -> None:
     if args.prompt == "" or args.prompt_ids == []:
         raise EdgeMTPError("the prompt is empty; give some text or at least one token id")
     _sampling(args)
+    if args.draft_costs is not None and args.draft_len != AUTO:
+        raise EdgeMTPError("--draft-costs applies to --draft-len auto only")
     if args.bundle is not None:
         if args.target or args.drafter:
             raise EdgeMTPError("give either a BUNDLE or --target/--drafter, not both")
@@ -128,7 +146,7 @@ def _run_native(args) -> int:
     from edge_mtp.runtime.native import native_args, run_native
 
     flags = native_args(args.prompt_ids, args.max_new_tokens, args.draft_len, _sampling(args), args.kv_view,
-                        args.trace, args.as_json)
+                        args.trace, args.as_json, args.draft_costs)
     return run_native(args.bundle, flags).returncode
 
 
@@ -140,8 +158,12 @@ def _run_native(args) -> int:
 @click.option("--prompt-ids", type=TOKEN_IDS, help="prompt as comma-separated token ids")
 @click.option("--draft-len", type=DRAFT_LEN, default=None,
               show_default="the drafter's num_assistant_tokens, else 4; a BUNDLE: its exported K",
-              help="drafts per round K; 0 = plain decoding. On a BUNDLE, a K below the exported one verifies with "
+              help="drafts per round K; 0 = plain decoding; auto = K per round from the call costs and the running "
+                   "acceptance, up to that default. On a BUNDLE, a K below the exported one verifies with "
                    "the bundle's verify signature (the unused rows are padding); a larger K is an error")
+@click.option("--draft-costs", type=DRAFT_COSTS, default=None, show_default="timed on the backend first",
+              help="with --draft-len auto: ms of a round's first drafter step, of each further step, then of a "
+                   "verify of 1..K+1 tokens (a trace header's draft_policy has them)")
 @click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=64,
               help="stop after this many new tokens (also at a stop id, or when the K/V cache is full)")
 @click.option("--temperature", type=float, default=0.0, help="0 = greedy; > 0 = speculative sampling")
@@ -185,6 +207,7 @@ def run_cmd(ctx: click.Context, **opts) -> int:
         context = args.context or len(prompt) + cfg.max_new_tokens + cfg.draft_len + 1
         backend, _, _ = open_torch_backend(args.target, args.drafter, context, args.dtype, args.dense_head,
                                            args.prefill_chunk)
+    cfg = _with_costs(cfg, args, backend, prompt)
     gen = generate(backend, prompt, cfg)
     lines = trace_lines(gen, cfg, backend.name, backend.model_id)
     if args.trace:

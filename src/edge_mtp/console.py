@@ -1,5 +1,5 @@
-"""What the commands share: the parameter types (`--draft-len`, id and length lists, output paths), the
-one rule for output folders, and the progress bar.
+"""What the commands share: the parameter types (`--draft-len`, `--draft-costs`, id and length lists, output
+paths), the one rule for output folders, and the progress bar.
 
 Output rule: a command writes into an existing folder and never creates missing parents; a missing one is
 a one-line error naming it, raised while the arguments are parsed, so before any model is loaded.
@@ -13,24 +13,28 @@ import click
 
 from edge_mtp.atomic import require_parent
 from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime.draftlen import AUTO, parse_costs
 
 # Every command: defaults shown in --help, -h as well as --help.
 CONTEXT = {"show_default": True, "max_content_width": 110, "help_option_names": ["-h", "--help"]}
 
 
-def draft_len(text: str) -> int:
-    """`--draft-len K`: drafts per round, K >= 0 (0 = plain decoding)."""
+def draft_len(text: str) -> int | str:
+    """`--draft-len K`: drafts per round, K >= 0 (0 = plain decoding), or `auto` (K per round from the call
+    costs and the running acceptance, runtime/draftlen.py)."""
+    if text.strip() == AUTO:
+        return AUTO
     try:
         k = int(text)
     except ValueError:
-        raise EdgeMTPError(f"expected a non-negative integer, got {text!r}") from None
+        raise EdgeMTPError(f"expected a non-negative integer or {AUTO}, got {text!r}") from None
     if k < 0:
-        raise EdgeMTPError(f"expected a non-negative integer, got {text!r}")
+        raise EdgeMTPError(f"expected a non-negative integer or {AUTO}, got {text!r}")
     return k
 
 
-def draft_lens(text: str) -> tuple[int, ...]:
-    """`bench --draft-len 0,1,2`: the K values to sweep, each parsed as `draft_len`."""
+def draft_lens(text: str) -> tuple[int | str, ...]:
+    """`bench --draft-len 0,1,2,auto`: the K values to sweep, each parsed as `draft_len`."""
     ks = tuple(draft_len(t.strip()) for t in text.split(",") if t.strip())
     if not ks:
         raise EdgeMTPError(f"expected comma-separated draft lengths, got {text!r}")
@@ -73,6 +77,7 @@ class Parsed(click.ParamType):
 
 DRAFT_LEN = Parsed(draft_len, "K")
 DRAFT_LENS = Parsed(draft_lens, "K,K,...")
+DRAFT_COSTS = Parsed(parse_costs, "F,D,V1,...")
 TOKEN_IDS = Parsed(token_ids, "ID,ID,...")
 LENGTHS = Parsed(lengths, "N,N,...")
 OUTPUT = Parsed(require_parent, "PATH")  # a file or folder the command writes

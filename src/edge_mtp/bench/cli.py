@@ -18,7 +18,8 @@ from edge_mtp.console import CONTEXT, DRAFT_LENS, OUTPUT
               help="builtin (code, rewrite, free-form, chat) or a JSON file: [prompt, ...] or "
                    "{category: [prompt, ...]}, a prompt being text or token ids")
 @click.option("--draft-len", "draft_lens", type=DRAFT_LENS, default="0,1,2,3,4",
-              help="draft lengths K to sweep (K=0, plain decoding, always runs)")
+              help="draft lengths K to sweep (K=0, plain decoding, always runs); auto = --draft-len auto up to the "
+                   "export's K, each generation timing its costs first (untimed)")
 @click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=64, help="tokens per generation")
 @click.option("--repetitions", metavar="N", type=click.IntRange(min=1), default=1, help="measured generations per prompt and K")
 @click.option("--warmup", metavar="N", type=click.IntRange(min=0), default=1, help="unmeasured generations before each K")
@@ -28,7 +29,7 @@ from edge_mtp.console import CONTEXT, DRAFT_LENS, OUTPUT
 @click.option("--json", "json_out", type=OUTPUT, help="write the full result here (its folder must exist)")
 @click.option("--report", type=OUTPUT,
               help="write PNG plots and report.html into this directory (created; its parent must exist)")
-def bench(bundle: Path, backend: str | None, prompts: str, draft_lens: tuple[int, ...], max_new_tokens: int,
+def bench(bundle: Path, backend: str | None, prompts: str, draft_lens: tuple[int | str, ...], max_new_tokens: int,
           repetitions: int, warmup: int, threads: int, bandwidth_mib: int, json_out: Path | None,
           report: Path | None) -> int:
     """Sweep the draft length K over an export (BUNDLE: .litertlm, or an ONNX folder/.zip): rates,

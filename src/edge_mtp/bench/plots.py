@@ -15,7 +15,7 @@ def _figure():
 
 
 def acceptance(result: dict, ax) -> None:
-    for r in result["results"]:
+    for r in _fixed(result["results"]):
         if r["draft_len"]:
             slots = range(1, r["draft_len"] + 1)
             ax.plot(slots, r["acceptance_per_slot"], marker="o", label=f"K={r['draft_len']}")
@@ -23,14 +23,22 @@ def acceptance(result: dict, ax) -> None:
            title="acceptance per draft slot (all prompts)")
 
 
+def _fixed(rows: list[dict]) -> list[dict]:
+    """The fixed-K rows (an `auto` row has no single K)."""
+    return [r for r in rows if r["draft_len"] != "auto"]
+
+
 def tok_s(result: dict, ax) -> None:
-    ks = [r["draft_len"] for r in result["results"]]
-    ax.plot(ks, [r["decode_tok_s"] for r in result["results"]], marker="o", linewidth=2, label="all prompts")
-    base = result["results"][0]["decode_tok_s"]
-    pred = [(r["draft_len"], base * r["predicted_speedup"]) for r in result["results"] if "predicted_speedup" in r]
+    fixed = _fixed(result["results"])
+    ks = [r["draft_len"] for r in fixed]
+    ax.plot(ks, [r["decode_tok_s"] for r in fixed], marker="o", linewidth=2, label="all prompts")
+    base = fixed[0]["decode_tok_s"]
+    pred = [(r["draft_len"], base * r["predicted_speedup"]) for r in fixed if "predicted_speedup" in r]
     ax.plot(*zip(*pred), linestyle="--", color="gray", label="predicted (all)")
+    if result.get("auto"):
+        ax.axhline(result["auto"]["decode_tok_s"], color="black", linestyle=":", label="auto (all)")
     for category in dict.fromkeys(r["category"] for r in result["categories"]):
-        rows = [r for r in result["categories"] if r["category"] == category]
+        rows = _fixed([r for r in result["categories"] if r["category"] == category])
         ax.plot([r["draft_len"] for r in rows], [r["decode_tok_s"] for r in rows], marker=".", alpha=0.6,
                 label=category)
     ax.set(xlabel="draft length K", ylabel="decode tokens/s", title="decode rate vs K", xticks=ks)

@@ -47,11 +47,30 @@ def headline(result: dict) -> list[str]:
     best = f"best K measured: {result['best_k']}; best K predicted: {result['best_k_predicted']}"
     lines = [setup, f"{m['cpu']}, {m['cores']} cores; {load}", memory, best]
     export_k = result["export_draft_len"]
-    smaller = [r["draft_len"] for r in result["results"] if 0 < r["draft_len"] < export_k]
+    fixed = [r["draft_len"] for r in result["results"] if r["draft_len"] != "auto"]
+    smaller = [k for k in fixed if 0 < k < export_k]
     if smaller and result["backend"] != "onnx":  # ONNX's target graph takes any T
         lines.append(f"K={','.join(map(str, smaller))}: below the bundle's K={export_k}, so each round runs the "
                      f"K={export_k} verify signature with padding rows (it costs a full verify)")
-    return lines
+    return lines + auto_lines(result)
+
+
+def auto_lines(result: dict) -> list[str]:
+    """`--draft-len auto` against K = 0 and the best fixed K, overall and per category, and its costs."""
+    auto = result.get("auto")
+    if not auto:
+        return []
+    row = next(r for r in result["results"] if r["draft_len"] == "auto")
+    p = row["draft_policy"]
+    verify = "/".join(f"{v:.2f}" for v in p["verify_ms"])
+    costs = (f"(medians) first draft {p['first_draft_ms']:.2f} ms, next drafts {p['draft_ms']:.2f} ms, "
+             f"verify(1..{p['max_draft_len'] + 1}) {verify} ms")
+    parts = [f"{c}: {a['vs_k0']:.3f} of K=0, {a['vs_best_fixed']:.3f} of best K={a['best_fixed_k']}"
+             for c, a in auto["categories"].items()]
+    total = (f"auto: {auto['decode_tok_s']:.1f} tok/s = {auto['vs_k0']:.3f} x K=0, {auto['vs_best_fixed']:.3f} x "
+             f"best fixed K={auto['best_fixed_k']}; rounds per K {row['rounds_per_k']}, probes {row['probes']}; "
+             f"costs {costs}")
+    return [total, "auto per category: " + "; ".join(parts)]
 
 
 def _load(values) -> str:

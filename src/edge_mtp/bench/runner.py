@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 from edge_mtp.bench import predict
 from edge_mtp.bench.bandwidth import copy_bandwidth
@@ -14,6 +16,7 @@ from edge_mtp.bench.measure import Sample, TimedBackend, measure_native, measure
 from edge_mtp.bench.prompts import load_prompts
 from edge_mtp.bench.stats import summarize
 from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime.draftlen import AUTO
 
 FORMAT = "edge-mtp-bench-sweep/1"
 RUN_FORMAT = "edge-mtp-bench/1"  # each K's run, as the demo apps write it (profiling/README.md)
@@ -25,7 +28,7 @@ class BenchConfig:
     bundle: Path
     backend: str | None = None  # litert | onnx | native; None = by the export's kind
     prompts: str = "builtin"
-    draft_lens: tuple[int, ...] = (0, 1, 2, 3, 4)
+    draft_lens: tuple[int | str, ...] = (0, 1, 2, 3, 4)  # and "auto" (`--draft-len auto`, up to the export's K)
     max_new_tokens: int = 64
     repetitions: int = 1
     warmup: int = 1
@@ -57,9 +60,16 @@ class _Export:
             self.model_id = self.runner.model_id
         self.path = cfg.bundle
 
-    def measure(self, prompt: list[int], k: int, new: int, category: str) -> Sample:
+    def measure(self, prompt: list[int], k: int | str, new: int, category: str) -> Sample:
+        """One generation. `auto` times its costs right before (untimed), as `run --draft-len auto` does; the
+        C CLI does that itself."""
         if self.runner is None:
             return measure_native(self.path, prompt, k, new, category)
+        if k == AUTO:
+            from edge_mtp.runtime.draftlen import AutoDraft, calibrate
+
+            costs = calibrate(self.runner, int(self.manifest["draft_len"]), token=prompt[0])
+            return measure_python(self.runner, prompt, k, new, category, AutoDraft(costs))
         return measure_python(self.runner, prompt, k, new, category)
 
     def target_calls(self, k: int) -> int:
@@ -124,7 +134,9 @@ def _codec(export: _Export, where: str):
 
 def sweep(export: _Export, prompts: dict, cfg: BenchConfig) -> dict[int, list[Sample]]:
     """`warmup` unmeasured generations per K, then every prompt and repetition with each K in turn, so
-    that load changes on a shared machine hit every K alike."""
+    that load changes on a shared machine hit every K alike; every other repetition takes the Ks in
+    reverse order, so that what a generation inherits from the one before it (caches, the clock) does
+    not favour one K."""
     first = next(iter(prompts.values()))[0]
     for k in cfg.draft_lens:
         for _ in range(cfg.warmup):
@@ -132,8 +144,8 @@ def sweep(export: _Export, prompts: dict, cfg: BenchConfig) -> dict[int, list[Sa
     samples: dict[int, list[Sample]] = {k: [] for k in cfg.draft_lens}
     for category, items in prompts.items():
         for prompt in items:
-            for _ in range(cfg.repetitions):
-                for k in cfg.draft_lens:
+            for rep in range(cfg.repetitions):
+                for k in cfg.draft_lens[:: -1 if rep % 2 else 1]:
                     samples[k].append(export.measure(prompt, k, cfg.max_new_tokens, category))
     return samples
 
@@ -142,6 +154,8 @@ def _predictions(row: dict, base: dict, target_calls: int, bytes_total: int, ban
     """Speedup (measured and predicted), break-even acceptance and achieved bandwidth, into `row`."""
     k, t_decode = row["draft_len"], base["t_verify_s"]
     row["speedup"] = row["decode_tok_s"] / base["decode_tok_s"]
+    if k == AUTO:  # K varies by round: no single verify length, no prediction
+        return
     row["target_calls_per_verify"] = target_calls
     if row["t_verify_s"]:
         row["target_gb_s"] = target_calls * bytes_total / row["t_verify_s"] / 1e9
@@ -157,33 +171,74 @@ def _predictions(row: dict, base: dict, target_calls: int, bytes_total: int, ban
 
 
 def _run_record(row: dict, cfg: BenchConfig, export: _Export, device: str) -> dict:
+    auto = row["draft_len"] == AUTO
     return {"format": RUN_FORMAT, "platform": f"host-{export.backend}", "device": device,
-            "bundle": Path(cfg.bundle).name, "mtp": row["draft_len"] > 0, "draft_len": row["draft_len"],
+            "bundle": Path(cfg.bundle).name, "mtp": auto or row["draft_len"] > 0,
+            "draft_len": int(export.manifest["draft_len"]) if auto else row["draft_len"],
+            **({"draft_policy": AUTO} if auto else {}),
             "max_new_tokens": cfg.max_new_tokens, "repetitions": cfg.repetitions, "warmup": cfg.warmup,
             "tokens_generated": row["tokens_generated"], "wall_time_s": row["wall_time_s"]}
 
 
-def analyze(samples: dict[int, list[Sample]], export: _Export, cfg: BenchConfig, info: dict, nbytes: dict) -> dict:
-    rows = {k: summarize(s, k) for k, s in samples.items()}
+def _summarize(samples: list[Sample], k: int | str, k_max: int) -> dict:
+    """A row; an auto row has its acceptance over full rounds of K_max, the K it chose and its probes."""
+    if k != AUTO:
+        return summarize(samples, k)
+    row = summarize(samples, k_max)
+    chosen = Counter(r["drafts"] for s in samples for r in s.rounds)
+    policy = dict(samples[0].policy)  # the parameters; each generation timed its own costs: their medians
+    for key in ("first_draft_ms", "draft_ms"):
+        policy[key] = median(s.policy[key] for s in samples)
+    policy["verify_ms"] = [median(s.policy["verify_ms"][t] for s in samples) for t in range(k_max + 1)]
+    row.update(draft_len=AUTO, rounds_per_k={str(n): chosen[n] for n in sorted(chosen)},
+               probes=sum(s.probes for s in samples), draft_policy=policy)
+    return row
+
+
+def _auto_vs_fixed(rows: dict) -> dict | None:
+    """decode tok/s of auto against K = 0 and against the best fixed K (the acceptance criteria)."""
+    if AUTO not in rows:
+        return None
+    fixed = [r for k, r in rows.items() if k != AUTO]
+    best = max(fixed, key=lambda r: r["decode_tok_s"])
+    auto = rows[AUTO]["decode_tok_s"]
+    return {"decode_tok_s": auto, "vs_k0": auto / rows[0]["decode_tok_s"], "best_fixed_k": best["draft_len"],
+            "vs_best_fixed": auto / best["decode_tok_s"]}
+
+
+def analyze(samples: dict[int | str, list[Sample]], export: _Export, cfg: BenchConfig, info: dict,
+            nbytes: dict) -> dict:
+    k_max = int(export.manifest["draft_len"])
+    rows = {k: _summarize(s, k, k_max) for k, s in samples.items()}
     for k, row in rows.items():
-        _predictions(row, rows[0], export.target_calls(k), nbytes["total"], info["memory_bandwidth_gb_s"])
+        calls = export.target_calls(k) if k != AUTO else 1
+        _predictions(row, rows[0], calls, nbytes["total"], info["memory_bandwidth_gb_s"])
         row["run"] = _run_record(row, cfg, export, info["cpu"])
-    categories = []
+    categories, auto_categories = [], {}
     for category in dict.fromkeys(s.category for s in samples[0]):
-        per_k = {k: summarize([s for s in ss if s.category == category], k) for k, ss in samples.items()}
+        per_k = {k: _summarize([s for s in ss if s.category == category], k, k_max) for k, ss in samples.items()}
         for k, row in per_k.items():
             row["category"], row["speedup"] = category, row["decode_tok_s"] / per_k[0]["decode_tok_s"]
             categories.append(row)
-    best = max(rows.values(), key=lambda r: r["decode_tok_s"])
-    best_pred = max((r for r in rows.values() if "predicted_speedup" in r), key=lambda r: r["predicted_speedup"])
-    return {"results": list(rows.values()), "categories": categories, "best_k": best["draft_len"],
-            "best_k_predicted": best_pred["draft_len"], "acceptance_curve": CURVE}
+        if AUTO in per_k:
+            auto_categories[category] = _auto_vs_fixed(per_k)
+    fixed = [r for k, r in rows.items() if k != AUTO]
+    best = max(fixed, key=lambda r: r["decode_tok_s"])
+    best_pred = max((r for r in fixed if "predicted_speedup" in r), key=lambda r: r["predicted_speedup"])
+    out = {"results": list(rows.values()), "categories": categories, "best_k": best["draft_len"],
+           "best_k_predicted": best_pred["draft_len"], "acceptance_curve": CURVE}
+    if AUTO in rows:
+        out["auto"] = {**_auto_vs_fixed(rows), "categories": auto_categories}
+    return out
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    if any(k < 0 for k in cfg.draft_lens) or cfg.max_new_tokens < 2 or cfg.repetitions < 1 or cfg.warmup < 0:
-        raise EdgeMTPError("--draft-len must be >= 0, --max-new-tokens >= 2, --repetitions >= 1, --warmup >= 0")
-    cfg = BenchConfig(**{**cfg.__dict__, "draft_lens": tuple(sorted({0, *cfg.draft_lens}))})
+    fixed = [k for k in cfg.draft_lens if k != AUTO]
+    if (not all(isinstance(k, int) and k >= 0 for k in fixed) or cfg.max_new_tokens < 2 or cfg.repetitions < 1
+            or cfg.warmup < 0):
+        raise EdgeMTPError("--draft-len must be auto or >= 0, --max-new-tokens >= 2, --repetitions >= 1, --warmup >= 0")
+    auto = (AUTO,) if AUTO in cfg.draft_lens else ()
+    cfg = BenchConfig(**{**cfg.__dict__, "draft_lens": (*sorted({0, *fixed}), *auto)})
     info = machine(cfg.bandwidth_mib)
     export = _Export(cfg)
     manifest = export.manifest

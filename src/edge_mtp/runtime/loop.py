@@ -12,6 +12,11 @@ kept with probability min(1, p/q), and the first rejected one is replaced by a s
 norm(max(p - q, 0)); so the output follows the target's distribution p exactly. transformers' own
 sampling path proposes argmax drafts but accepts as if they were sampled from q, which biases its output
 toward the drafter's choices; we do not reproduce that (docs/loop.md#speculative-sampling).
+
+`--draft-len auto` (draftlen.py) picks K per round from the call costs and the running acceptance;
+only the drafts change, so greedy output is that of plain decoding. After a round that drafted nothing
+the hf drafter view equals the clean one (views.py). Its trace lines add `rates` (the estimates the
+round's K came from) and, for a probe, `probe: {draft, accepted}`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import numpy as np
 
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime.backend import Backend
-from edge_mtp.runtime.sampling import Sampler, SamplingConfig, residual
+from edge_mtp.runtime.draftlen import PROBE_STREAM, AutoDraft, DraftLenState
+from edge_mtp.runtime.sampling import PCG32, Sampler, SamplingConfig, draw, residual
 from edge_mtp.runtime.views import drafter_views
 
 TOP_LOGITS = 5  # target top-k recorded per round in the trace (for tolerance diffs between backends)
@@ -32,10 +38,11 @@ TOP_LOGITS = 5  # target top-k recorded per round in the trace (for tolerance di
 
 @dataclass(frozen=True)
 class LoopConfig:
-    draft_len: int = 4  # K; 0 = plain decoding
+    draft_len: int = 4  # K; 0 = plain decoding; with `auto`: the most drafts a round may take
     max_new_tokens: int = 64
     sampling: SamplingConfig | None = None  # None = greedy
     kv_view: str = "hf"
+    auto: AutoDraft | None = None  # `--draft-len auto`: K chosen per round (draftlen.py)
 
 
 @dataclass
@@ -48,11 +55,12 @@ class Round:
     emitted: list[int]
     top_logits: list[list]
     ms: dict[str, float]
+    policy: dict | None = None  # auto rounds: {"rates": [...]} and, if one ran, {"probe": {...}}
 
     def as_trace(self) -> dict:
         return {"type": "round", "index": self.index, "position": self.position, "drafts": self.drafts,
                 "target": self.target, "accepted": self.accepted, "emitted": self.emitted,
-                "top_logits": self.top_logits, "ms": self.ms}
+                "top_logits": self.top_logits, **(self.policy or {}), "ms": self.ms}
 
 
 @dataclass
@@ -61,6 +69,7 @@ class Generation:
     tokens: list[int] = field(default_factory=list)
     rounds: list[Round] = field(default_factory=list)
     stop: str = ""
+    probes: tuple[int, int] | None = None  # auto: (probes run, probes accepted)
 
     def summary(self, draft_len: int) -> dict:
         drafting = [r for r in self.rounds if r.drafts]
@@ -76,6 +85,7 @@ class Generation:
             "mean_emitted_per_round": (sum(len(r.emitted) for r in decode_rounds) / len(decode_rounds)
                                        if decode_rounds else 0.0),
             "stop": self.stop,
+            **({"probes": self.probes[0], "probes_accepted": self.probes[1]} if self.probes else {}),
         }
 
 
@@ -150,6 +160,17 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
 
+def _probe_draft(backend: Backend, last: int, carry: np.ndarray, q: int, views, sampler: Sampler | None,
+                 rng: PCG32 | None) -> tuple[int, np.ndarray | None]:
+    """A probe: the round's first drafter step, never verified (greedy: argmax; sampling: a draw from q
+    with the probe stream, so the main stream is the same as in a plain round)."""
+    logits, _ = backend.draft(last, carry, q, views)
+    if sampler is None:
+        return int(np.argmax(logits)), None
+    dist = sampler.distribution(logits)
+    return draw(dist, rng.uniform()), dist
+
+
 def generate(backend: Backend, prompt: Sequence[int], cfg: LoopConfig,
              on_round: Callable[[Round], None] | None = None) -> Generation:
     """Run the loop until a stop id, `max_new_tokens`, or the end of the context."""
@@ -159,7 +180,12 @@ def generate(backend: Backend, prompt: Sequence[int], cfg: LoopConfig,
         raise EdgeMTPError(f"the prompt has {len(prompt)} tokens but the context holds {backend.context}")
     if cfg.draft_len < 0 or cfg.max_new_tokens < 1:
         raise EdgeMTPError("--draft-len must be >= 0 and --max-new-tokens >= 1")
+    if cfg.auto and cfg.auto.max_draft_len != cfg.draft_len:
+        raise EdgeMTPError(f"--draft-costs give verify costs up to K={cfg.auto.max_draft_len}, but the most "
+                           f"drafts a round may take is {cfg.draft_len}; give {cfg.draft_len + 2} numbers")
     sampler = Sampler(cfg.sampling) if cfg.sampling else None
+    policy = DraftLenState(cfg.auto) if cfg.auto else None
+    probe_rng = PCG32(cfg.sampling.seed, PROBE_STREAM) if policy and sampler else None
     gen = Generation(prompt=list(prompt))
     stop_ids = backend.stop_ids
 
@@ -180,11 +206,17 @@ def generate(backend: Backend, prompt: Sequence[int], cfg: LoopConfig,
         seq_len = len(prompt) + len(gen.tokens)
         q, last = seq_len - 1, gen.tokens[-1]
         k = min(cfg.draft_len, max_len - seq_len - 1, backend.context - 1 - q)
+        decision = policy.decide(k) if policy else None
+        if decision:
+            k = decision.k
         t0 = time.perf_counter()
-        drafts, dists = [], []
-        if k > 0:
+        drafts, dists, probe = [], [], None
+        if k > 0 or (decision and decision.probe):
             views = drafter_views(*prev, seq_len, backend.sliding_window, cfg.kv_view)
-            drafts, dists = draft_tokens(backend, last, carry, q, views, k, sampler)
+            if k > 0:
+                drafts, dists = draft_tokens(backend, last, carry, q, views, k, sampler)
+            else:
+                probe = _probe_draft(backend, last, carry, q, views, sampler, probe_rng)
         t1 = time.perf_counter()
         out = backend.verify([last] + drafts, q)
         if sampler is None:
@@ -194,13 +226,25 @@ def generate(backend: Backend, prompt: Sequence[int], cfg: LoopConfig,
             choices, n = accept_sampled(drafts, dists, out.logits, sampler)
             new = choices
         else:
-            choices = new = [choose(out.logits[0], sampler)]
+            p = sampler.distribution(out.logits[0])
+            choices = new = [sampler.sample(p)]
+        extra = None
+        if decision:
+            extra = {"rates": decision.rates}
+            if drafts:
+                policy.record(len(drafts), n)
+            if probe:
+                ok = probe[0] == choices[0] if sampler is None else probe_rng.uniform() * probe[1][probe[0]] < p[probe[0]]
+                policy.record_probe(ok)
+                extra["probe"] = {"draft": probe[0], "accepted": bool(ok)}
         new = clip(new, max_len - seq_len, stop_ids)
         n = len(new) - 1
         carry = out.hidden[n]
         prev = (q, q + len(drafts))
         backend.rollback(q + n + 1)
         ms = {"draft": round((t1 - t0) * 1000.0, 3), "verify": _ms(t1)}
-        record(Round(len(gen.rounds), q, drafts, choices, n, new, top_logits(out.logits[n]), ms))
+        record(Round(len(gen.rounds), q, drafts, choices, n, new, top_logits(out.logits[n]), ms, extra))
     gen.stop = reason
+    if policy:
+        gen.probes = (policy.probes, policy.probes_accepted)
     return gen

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime.draftlen import DraftCosts
 from edge_mtp.runtime.sampling import SamplingConfig
 from edge_mtp.runtime.trace import read_trace
 
@@ -40,15 +41,18 @@ def litert_library() -> str | None:
     return str(lib) if lib.is_file() else None
 
 
-def native_args(prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int | None = None,
+def native_args(prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int | str | None = None,
                 sampling: SamplingConfig | None = None, kv_view: str = "hf", trace: Path | str | None = None,
-                as_json: bool = False) -> list[str]:
-    """The C CLI's flags for one run (native/src/cli.c): `draft_len=None` lets it use the bundle's K,
-    `sampling=None` is greedy (the C CLI samples only when --temperature > 0)."""
+                as_json: bool = False, draft_costs: DraftCosts | None = None) -> list[str]:
+    """The C CLI's flags for one run (native/src/cli.c): `draft_len=None` lets it use the bundle's K, "auto"
+    chooses K per round (with `draft_costs`, else costs it times first), `sampling=None` is greedy (the C
+    CLI samples only when --temperature > 0)."""
     args = ["--prompt-ids", ",".join(map(str, prompt_ids)), "--max-new-tokens", str(max_new_tokens),
             "--kv-view", kv_view]
     if draft_len is not None:
         args += ["--draft-len", str(draft_len)]
+    if draft_costs is not None:
+        args += ["--draft-costs", draft_costs.spec()]
     if sampling is not None:
         args += ["--temperature", repr(sampling.temperature), "--top-k", str(sampling.top_k),
                  "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed)]
@@ -71,14 +75,14 @@ def run_native(bundle: Path | str, args: list[str], capture: bool = False) -> su
     return subprocess.run(cmd, capture_output=capture, text=True, check=False)
 
 
-def native_trace(bundle: Path | str, prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int | None = None,
-                 sampling: SamplingConfig | None = None, kv_view: str = "hf",
-                 path: Path | str | None = None) -> list[dict]:
+def native_trace(bundle: Path | str, prompt_ids: Sequence[int], max_new_tokens: int,
+                 draft_len: int | str | None = None, sampling: SamplingConfig | None = None, kv_view: str = "hf",
+                 path: Path | str | None = None, draft_costs: DraftCosts | None = None) -> list[dict]:
     """Generate with the C CLI and return its step trace, written to `path` (else a temporary file)."""
     with tempfile.TemporaryDirectory(prefix="edge-mtp-native-") as tmp:
         trace = Path(path) if path is not None else Path(tmp) / "trace.jsonl"
-        proc = run_native(bundle, native_args(prompt_ids, max_new_tokens, draft_len, sampling, kv_view, trace),
-                          capture=True)
+        flags = native_args(prompt_ids, max_new_tokens, draft_len, sampling, kv_view, trace, draft_costs=draft_costs)
+        proc = run_native(bundle, flags, capture=True)
         if proc.returncode:
             tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
             raise EdgeMTPError(f"{BINARY} failed (exit {proc.returncode}): {tail[0]}")

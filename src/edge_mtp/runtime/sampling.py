@@ -13,6 +13,12 @@ Call order of uniforms, the contract every implementation follows (see `loop.py`
 round 0: one draw for the first token; a drafting round: K draws for the K drafts (in order), then
 one acceptance draw per tested draft up to and including the first rejection, then one draw for the
 correction or bonus token; a round without drafts: one draw.
+
+With `--draft-len auto` (draftlen.py) K is the round's own (len(drafts) in its trace line) and the
+rule above holds unchanged per round. A probe (a K = 0 round that tests one unverified draft) draws
+from a second generator, `pcg32_srandom_r(seed, 55)`: one uniform for its draft (from q), then one
+for its acceptance test (u * q(d) < p(d), p = the target's distribution of that round's own token).
+So rounds without drafts take the same draws from the main stream as plain decoding does.
 """
 
 from __future__ import annotations

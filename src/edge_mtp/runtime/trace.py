@@ -21,6 +21,9 @@ def trace_lines(gen: Generation, cfg: LoopConfig, implementation: str, model: st
         "prompt_ids": gen.prompt, "draft_len": cfg.draft_len, "max_new_tokens": cfg.max_new_tokens,
         "sampling": cfg.sampling.as_trace() if cfg.sampling else {"mode": "greedy"}, "kv_view": cfg.kv_view,
     }
+    if cfg.auto:  # `--draft-len auto`: the policy and the costs it decided from (draftlen.py)
+        header.update(draft_len="auto", draft_policy=cfg.auto.as_trace(),
+                      draft_costs_from="calibration" if cfg.auto.costs.calibrated else "given")
     return [header, *(r.as_trace() for r in gen.rounds), gen.summary(cfg.draft_len)]
 
 

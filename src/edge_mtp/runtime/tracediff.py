@@ -13,6 +13,8 @@ the C CLI) against the Python reference. What must match exactly:
   and values within `logit_tol` (absolute) when both rounds have them.
 * summary: `tokens`, `rounds`, `drafted`, `accepted`, `stop`; `accepted_per_position` and
   `mean_emitted_per_round` within 1e-9 (they are ratios of the integers above).
+* `--draft-len auto` traces also: header `draft_policy`, every round's `rates` (bit for bit: both sides
+  compute them with the same binary64 operations) and `probe`, summary `probes` and `probes_accepted`.
 
 Ignored: `ms` (timings), `implementation`, and any field the contract does not name. The tolerance is
 always the caller's choice: same library on the same machine gives equal logits (parity tests use
@@ -34,10 +36,10 @@ from edge_mtp.runtime.trace import read_trace
 DEFAULT_LOGIT_TOL = 1e-3
 RATIO_TOL = 1e-9
 DEFAULT_KV_VIEW = "hf"
-HEADER_KEYS = ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling")
-ROUND_KEYS = ("index", "position", "drafts", "target", "accepted", "emitted")
+HEADER_KEYS = ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling", "draft_policy")
+ROUND_KEYS = ("index", "position", "drafts", "target", "accepted", "emitted", "rates", "probe")
 SUMMARY_KEYS = ("tokens", "rounds", "drafted", "accepted", "accepted_per_position", "mean_emitted_per_round",
-                "stop")
+                "stop", "probes", "probes_accepted")
 
 
 @dataclass

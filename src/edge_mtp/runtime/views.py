@@ -30,7 +30,10 @@ def drafter_views(prev_first: int, prev_last: int, length: int, window: int, mod
     verify: q..q+K). The drafter's sliding layers see W+1 entries (its window counts |q - kv| <= W and
     excludes its own position), the full layer everything up to its range end.
     """
-    if mode == "clean":
+    if mode == "clean" or (mode == "hf" and prev_first == prev_last):
+        # After a one-token forward (a plain round of `--draft-len auto`; transformers' assisted loop never
+        # runs one) its sliding cache holds W entries, which the bundle drafter's mask cannot express; both
+        # views then show the accepted tokens (also after a one-token prompt, where the two agree anyway).
         last = length - 2  # the newest token (position length-1) has not been through the target yet
         return DrafterViews(sliding=(max(0, last - window), last), full=(0, last))
     if mode != "hf":
