@@ -72,13 +72,6 @@ class _Export:
             return measure_python(self.runner, prompt, k, new, category, AutoDraft(costs))
         return measure_python(self.runner, prompt, k, new, category)
 
-    def target_calls(self, k: int) -> int:
-        """Target graph calls per verify of K+1 tokens: LiteRT runs one `decode` per token unless K+1
-        is the bundle's verify length; ONNX has a dynamic token axis."""
-        if self.backend == "onnx" or k == 0 or k == int(self.manifest["draft_len"]):
-            return 1
-        return k + 1
-
 
 def step_bytes(path: Path, manifest: dict, backend: str) -> dict:
     """Bytes a target decode step reads: the target's weights (the tied LM head reads the whole
@@ -150,15 +143,16 @@ def sweep(export: _Export, prompts: dict, cfg: BenchConfig) -> dict[int, list[Sa
     return samples
 
 
-def _predictions(row: dict, base: dict, target_calls: int, bytes_total: int, bandwidth: float) -> None:
-    """Speedup (measured and predicted), break-even acceptance and achieved bandwidth, into `row`."""
+def _predictions(row: dict, base: dict, bytes_total: int, bandwidth: float) -> None:
+    """Speedup (measured and predicted), break-even acceptance and achieved bandwidth, into `row`. A verify
+    is one target call for any K up to the bundle's (LiteRT pads the rows of a shorter one; ONNX has a
+    dynamic token axis), so it reads the weights once."""
     k, t_decode = row["draft_len"], base["t_verify_s"]
     row["speedup"] = row["decode_tok_s"] / base["decode_tok_s"]
     if k == AUTO:  # K varies by round: no single verify length, no prediction
         return
-    row["target_calls_per_verify"] = target_calls
     if row["t_verify_s"]:
-        row["target_gb_s"] = target_calls * bytes_total / row["t_verify_s"] / 1e9
+        row["target_gb_s"] = bytes_total / row["t_verify_s"] / 1e9
         row["bandwidth_fraction"] = row["target_gb_s"] / bandwidth
     if k == 0:
         row["predicted_speedup"] = 1.0
@@ -211,8 +205,7 @@ def analyze(samples: dict[int | str, list[Sample]], export: _Export, cfg: BenchC
     k_max = int(export.manifest["draft_len"])
     rows = {k: _summarize(s, k, k_max) for k, s in samples.items()}
     for k, row in rows.items():
-        calls = export.target_calls(k) if k != AUTO else 1
-        _predictions(row, rows[0], calls, nbytes["total"], info["memory_bandwidth_gb_s"])
+        _predictions(row, rows[0], nbytes["total"], info["memory_bandwidth_gb_s"])
         row["run"] = _run_record(row, cfg, export, info["cpu"])
     categories, auto_categories = [], {}
     for category in dict.fromkeys(s.category for s in samples[0]):
