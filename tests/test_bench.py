@@ -89,6 +89,8 @@ def test_cli_writes_table_json_and_report(bundles, distill_file, tmp_path, capsy
                  "--max-new-tokens", "12", "--bandwidth-mib", "16", "--json", str(out), "--report", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "per draft length K" in printed and "load average" in printed and "distill" in printed
+    # issue 11 item 4: a K below the bundle's runs its K=4 verify signature; the table says so
+    assert "K=2: below the bundle's K=4, so each round runs the K=4 verify signature with padding rows" in printed
     result = json.loads(out.read_text())
     assert result["format"] == "edge-mtp-bench-sweep/1"
     check_consistent(result)

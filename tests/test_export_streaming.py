@@ -103,15 +103,25 @@ def test_sigterm_mid_export_removes_the_work_folder(pairs, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _set_orders(lists: list[list[str]], env: dict | None = None) -> str:
+    """How `set(...)` iterates each list in a Python process with this environment (its hash seed)."""
+    code = f"print([list(set(x)) for x in {lists!r}])"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+
 @pytest.mark.slow
 def test_bundle_bytes_do_not_depend_on_the_process(pairs, bundles, tmp_path):
-    """The session's bundle was exported in this process (random hash seed); export again in a process
-    with a fixed, different one: module order once followed string hashing (nn.ModuleDict over a set)."""
+    """The session's bundle was exported in this process; export again in a process whose hash seed makes
+    `set(layer_types)` iterate in the other order (module order once followed string hashing: nn.ModuleDict
+    over a set), so that this test fails on such code whatever seed this process drew."""
     target, drafter = pairs.dirs("tiny-e2b")
+    lists = [json.loads((d / "config.json").read_text())["text_config"]["layer_types"] for d in (target, drafter)]
+    here = f"{[list(set(x)) for x in lists]!r}\n"
+    seed = next(s for s in map(str, range(1, 100)) if _set_orders(lists, {**os.environ, "PYTHONHASHSEED": s}) != here)
     out = tmp_path / "again.litertlm"
     args = ["--target", str(target), "--drafter", str(drafter), "-o", str(out), "--draft-len", str(BUNDLE_K),
             "--prefill", ",".join(map(str, BUNDLE_PREFILL)), "--context", str(BUNDLE_CONTEXT)]
-    env = {**os.environ, "PYTHONHASHSEED": "12345", "EDGE_MTP_GRAPH_CACHE": "off"}  # convert again, too
+    env = {**os.environ, "PYTHONHASHSEED": seed, "EDGE_MTP_GRAPH_CACHE": "off"}  # convert again, too
     subprocess.run(EXPORT + args, check=True, env=env, capture_output=True)
     sha = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
     assert sha(out) == sha(bundles.path("tiny-e2b"))

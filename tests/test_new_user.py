@@ -121,3 +121,61 @@ def test_export_without_checkpoints_says_it_uses_the_demo_pair(pairs, bundles, t
     err = capsys.readouterr().err
     assert rc == 0 and f"exporting the built-in demo pair in {demo}" in err
     assert exported == [(demo / "target", demo / "drafter")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "{tmp}", "--prompt-ids", "2,3", "--backend", "native"],
+     "--backend native runs a .litertlm bundle; {tmp} is an ONNX export"),
+    (["bench", "/no/bundle.litertlm", "--backend", "native", "--threads", "2"],
+     "--threads applies to --backend litert/onnx only: the native core has no thread setting"),
+])
+def test_flags_the_native_core_cannot_honour_are_errors(tmp_path, capsys, args, message):
+    """Item 5, the native core's side: an ONNX folder handed to the C CLI, or a thread count it has no
+    setting for (even at the default value), is a one-line error before anything runs."""
+    rc = main([a.format(tmp=tmp_path) for a in args])
+    _one_line_error(capsys, rc, message.format(tmp=tmp_path))
+
+
+def _sigterm_inside_a_gc_callback(phase, info):
+    """What happened during an export: SIGTERM arriving while jax's garbage-collector callback runs."""
+    import gc
+    import os
+    import signal
+
+    gc.callbacks.remove(_sigterm_inside_a_gc_callback)
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # bytecode of the callback: the Python handler runs here, and its raise is dropped
+        pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("updates", [True, False], ids=["then a progress update", "then nothing"])
+def test_sigterm_whose_exception_python_drops_still_ends_the_command(capsys, updates):
+    """Item 8: an export ended by SIGTERM ran to the end and exited 0 when the signal landed in a gc
+    callback (Python prints "Exception ignored" and goes on). The next progress update, or at the latest
+    the end of the command, raises it again: exit 143, after the `with` blocks have cleaned up."""
+    import gc
+
+    import click
+
+    from edge_mtp.cli import _invoke
+    from edge_mtp.console import progress
+
+    steps = []
+
+    @click.command()
+    def work():
+        with progress() as bars:
+            task = bars.add_task("work", total=2)
+            gc.callbacks.append(_sigterm_inside_a_gc_callback)
+            gc.collect()
+            steps.append("dropped")
+            if updates:
+                bars.advance(task)
+                steps.append("advanced")
+        steps.append("returned")
+
+    assert _invoke(work, [], "work") == 143
+    assert capsys.readouterr().err.splitlines()[-1] == "terminated"
+    assert steps == (["dropped"] if updates else ["dropped", "returned"])
+    assert _invoke(click.command()(lambda: None), [], "again") == 0  # the next command starts afresh

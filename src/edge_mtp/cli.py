@@ -17,7 +17,9 @@ from types import SimpleNamespace
 import click
 from click.core import ParameterSource
 
-from edge_mtp.console import CONTEXT, DRAFT_COSTS, DRAFT_LEN, LENGTHS, OUTPUT, TOKEN_IDS, progress, summary_line
+from edge_mtp import console
+from edge_mtp.console import (CONTEXT, DRAFT_COSTS, DRAFT_LEN, LENGTHS, OUTPUT, TOKEN_IDS, Terminated, progress,
+                                summary_line)
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime.draftlen import AUTO
 from edge_mtp.runtime.tracediff import DEFAULT_LOGIT_TOL
@@ -100,6 +102,12 @@ def _with_costs(cfg, args, backend, prompt: list[int]):
     return dataclasses.replace(cfg, auto=AutoDraft(costs))
 
 
+def _is_onnx(export: Path) -> bool:
+    from edge_mtp.runtime.open import export_kind
+
+    return export_kind(export) == "onnx"
+
+
 def _check_run_args(ctx: click.Context, args) -> None:
     """Everything that needs no model, checked before one is loaded."""
     if args.prompt is not None and args.prompt_ids is not None:
@@ -117,6 +125,8 @@ def _check_run_args(ctx: click.Context, args) -> None:
         _refuse_pytorch_flags(ctx)
         if args.backend == "native" and args.prompt is not None:
             raise EdgeMTPError("--backend native takes --prompt-ids (the native core has no tokenizer)")
+        if args.backend == "native" and _is_onnx(args.bundle):
+            raise EdgeMTPError(f"--backend native runs a .litertlm bundle; {args.bundle} is an ONNX export")
     elif args.backend == "native":
         raise EdgeMTPError("--backend native runs a BUNDLE (not --target/--drafter)")
     elif not (args.target and args.drafter):
@@ -412,15 +422,6 @@ _add_bench()
 
 
 # ---- entry points -------------------------------------------------------------------------------------
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that every `with` block cleans up (temporary export folders
-    hold gigabytes at full size) before the process exits."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def _usage_line(e: click.ClickException) -> str:
     where = getattr(e, "ctx", None)
     message = " ".join(e.format_message().split())  # one line, whatever click wrapped
@@ -431,9 +432,11 @@ def _invoke(command: click.Command, argv: list[str] | None, prog: str) -> int:
     """Run a click command without its standalone mode: usage errors and EdgeMTPError are one line with
     exit 2, Ctrl-C 130, SIGTERM 143 (after cleanup); the command's return value is the exit code."""
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, console.on_sigterm)
+    console.TERMINATED.clear()
     try:
         rc = command.main(args, prog_name=prog, standalone_mode=False, obj={"console": argv is None})
+        console.raise_if_terminated()  # a SIGTERM whose exception Python dropped, after the last progress update
         return rc if isinstance(rc, int) else 0
     except click.exceptions.NoArgsIsHelpError as e:
         print(e.format_message(), file=sys.stderr)

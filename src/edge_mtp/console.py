@@ -7,6 +7,7 @@ a one-line error naming it, raised while the arguments are parsed, so before any
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import click
@@ -83,18 +84,49 @@ LENGTHS = Parsed(lengths, "N,N,...")
 OUTPUT = Parsed(require_parent, "PATH")  # a file or folder the command writes
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `with` block cleans up (temporary export folders
+    hold gigabytes at full size) before the process exits."""
+
+
+TERMINATED = threading.Event()
+
+
+def on_sigterm(signum, frame):
+    """Raise Terminated, and remember it: Python drops an exception raised while a garbage-collector
+    callback runs (jax registers one, which runs often while a graph converts: an export once ran to the
+    end after SIGTERM), so every progress update raises it again."""
+    TERMINATED.set()
+    raise Terminated()
+
+
+def raise_if_terminated() -> None:
+    if TERMINATED.is_set():
+        raise Terminated()
+
+
 def progress():
-    """The rich progress bar of long work (checkpoint making, distillation, export)."""
+    """The rich progress bar of long work (checkpoint making, distillation, export); each update is also
+    a point where a SIGTERM that Python dropped is raised again."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), transient=False)
+    class Checked(Progress):
+        def update(self, *args, **kwargs):
+            raise_if_terminated()
+            super().update(*args, **kwargs)
+
+        def advance(self, *args, **kwargs):
+            raise_if_terminated()
+            super().advance(*args, **kwargs)
+
+    return Checked(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), transient=False)
 
 
 def summary_line(summary: dict) -> str:
     """A trace summary in one line. Acceptance per draft slot i: of the rounds that offered a draft in slot
-    i, the share in which drafts 0..i were all accepted (not conditional on the earlier slots, so it never
-    rises with i); the prefill counts as the first round."""
+    i, the share in which drafts 0..i were all accepted (docs/loop.md#acceptance-per-draft-slot; it can
+    rise with i only through rounds the budget cut short); `rounds` counts the prefill as round 0."""
     slots = ", ".join(f"{a:.2f}" for a in summary["accepted_per_position"]) or "-"
     return (f"tokens {len(summary['tokens'])} | rounds {summary['rounds']} | acceptance per draft slot [{slots}] "
             f"| mean tokens/round {summary['mean_emitted_per_round']:.2f} | stop {summary['stop']}")
