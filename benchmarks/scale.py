@@ -113,7 +113,7 @@ print("RESULT " + repr((support, text)))
 '''
 
 OURS = r'''
-import json, sys
+import gc, json, sys
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.open import open_export
 bundle, native, prompt = sys.argv[1], sys.argv[2] == "1", json.loads(sys.argv[3])
@@ -122,6 +122,8 @@ plain = generate(backend, prompt, LoopConfig(draft_len=0, max_new_tokens=16)).to
 spec = generate(backend, prompt, LoopConfig(draft_len=3, max_new_tokens=16)).tokens
 out = {"plain": plain, "mtp": spec,
        "first_difference": next((i for i, (a, b) in enumerate(zip(plain, spec)) if a != b), None)}
+del backend  # a full-size engine holds its packed weights: free them before the native core loads its own
+gc.collect()
 if native:
     from edge_mtp.runtime.native import native_args, run_native
     for k in (0, 3):
@@ -137,7 +139,18 @@ def _result(log: Path):
     return found[-1] if found else None
 
 
-def check(cache: Path, bundle: Path, kind: str, native: bool) -> dict:
+def _first_tokens_equal(pair: Path, a: str | None, b: str | None, n: int) -> bool | None:
+    """LiteRT-LM returns text (up to its token budget): the first `n` tokens, re-encoded, compared."""
+    if a is None or b is None:
+        return None
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(pair / "target" / "tokenizer.json"))
+    ids = [tok.encode(t, add_special_tokens=False).ids[:n] for t in (a, b)]
+    return ids[0] == ids[1] and len(ids[0]) == n
+
+
+def check(cache: Path, bundle: Path, kind: str, native: bool, pair: Path) -> dict:
     """Each engine in its own process (a full-size engine holds the whole bundle and its packed weights)."""
     import ast
 
@@ -153,6 +166,8 @@ def check(cache: Path, bundle: Path, kind: str, native: bool) -> dict:
                 step["speculative_support"] = support
                 step["steps"][f"litert-lm {act} mtp {mtp}"] = run
             step[f"litert_lm_{act}_mtp_on_equals_off"] = texts[(act, "on")] == texts[(act, "off")] is not None
+            step[f"litert_lm_{act}_first_16_tokens_equal"] = _first_tokens_equal(pair, texts[(act, "off")],
+                                                                                  texts[(act, "on")], 16)
             step[f"litert_lm_{act}_texts"] = [texts[(act, "off")], texts[(act, "on")]]
     log = cache / f"check-{bundle.name}-ours.log"
     step["steps"]["python loop + native"] = timed([str(VENV / "python"), "-c", OURS, str(bundle),
@@ -215,7 +230,8 @@ def markdown(results: list[dict]) -> str:
         wall = f"{int(e['wall_s'] // 60)}:{int(e['wall_s'] % 60):02d}"
         lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {e['rc']} | {wall} | {e['peak_rss_gb']} | "
                      f"{_gb(e.get('total_bytes'))} | " + " | ".join(sizes) + f" | {r.get('byte_identical', '')} |")
-    lines += ["", "| preset | export | LiteRT-LM spec. support | LiteRT-LM on == off (default / fp32) | "
+    lines += ["", "| preset | export | LiteRT-LM spec. support | LiteRT-LM MTP on == off: whole text, first 16 tokens "
+              "(default / fp32) | "
               "ours: MTP == plain (first difference) | native == Python (K=0 / K=3) | check peak RSS GB |",
               "|" + "---|" * 7]
     for r in results:
@@ -224,9 +240,11 @@ def markdown(results: list[dict]) -> str:
             continue
         native = "" if "native_k0" not in c else f"{c['native_k0'] == c['plain']} / {c['native_k3'] == c['mtp']}"
         rss = max((s["peak_rss_gb"] or 0) for s in c["steps"].values())
-        lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {c.get('speculative_support', '')} | "
-                     f"{c.get('litert_lm_default_mtp_on_equals_off', '')} / {c.get('litert_lm_fp32_mtp_on_equals_off', '')}"
-                     f" | {c.get('plain') == c.get('mtp')} ({c.get('first_difference')}) | {native} | {rss} |")
+        ours = f"{c['plain'] == c['mtp']} ({c['first_difference']})" if "plain" in c else "failed"
+        same = " / ".join(f"{c.get(f'litert_lm_{act}_mtp_on_equals_off', '')}, "
+                          f"{c.get(f'litert_lm_{act}_first_16_tokens_equal', '')}" for act in ("default", "fp32"))
+        lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {c.get('speculative_support', '')} | {same}"
+                     f" | {ours} | {native} | {rss} |")
     lines += ["", "| preset | export | decode ms | verify(K+1=4) ms | drafter step ms | verify/decode | "
               "drafter/decode | MB per decode step | decode GB/s | copy GB/s | share | predicted speedup "
               "(" + "; ".join(label for label, _, _ in PUBLISHED) + ") | load avg |", "|" + "---|" * 13]
@@ -282,7 +300,7 @@ def main() -> int:
                 row["byte_identical"] = again["rc"] == 0 and _sha(path) == _sha(Path(again["path"]))
                 subprocess.run(["rm", "-rf", again.get("path", "/nonexistent")], check=False)
             if row["export"]["rc"] == 0 and args.check:
-                row["check"] = check(args.cache, path, fmt, native=fmt == "litertlm")
+                row["check"] = check(args.cache, path, fmt, native=fmt == "litertlm", pair=pair)
             if row["export"]["rc"] == 0 and args.verify and quant == "int4":
                 row["verify"] = verify(args.cache, path, pair)
             if row["export"]["rc"] == 0 and args.bench:
