@@ -35,6 +35,10 @@ class Pairs:
         self._hf: dict[str, tuple] = {}
 
     def dirs(self, preset: str) -> tuple[Path, Path]:
+        if preset == "demo":  # the committed, trained pair
+            from edge_mtp.train.demo import package_dir
+
+            return package_dir() / "target", package_dir() / "drafter"
         if preset not in self._dirs:
             from edge_mtp.checkpoints.make import make_checkpoint
 
@@ -58,6 +62,17 @@ class Pairs:
         import json
 
         return json.loads((self.dirs(preset)[1] / "distill_prompts.json").read_text())
+
+    def demo_prompts(self) -> dict[str, list[list[int]]]:
+        """The demo pair's held-out prompts per category, as token ids."""
+        import json
+
+        from edge_mtp.runtime.tokenizer import TextCodec
+        from edge_mtp.train.demo import package_dir
+
+        codec = TextCodec(package_dir() / "target")
+        texts = json.loads((package_dir() / "prompts.json").read_text())
+        return {c: [codec.encode(t) for t in ts] for c, ts in texts.items()}
 
 
 @pytest.fixture(scope="session")

@@ -98,3 +98,17 @@ def test_context_limit_stops_with_reason(pairs):
     assert short.stop == "context"
     assert len(short.tokens) == 11  # every slot used, plus the token predicted from the last one
     assert short.tokens == full.tokens[:11]
+
+
+def _demo_prompts(pairs) -> list[list[int]]:
+    """Two held-out prompts of every category of the trained demo pair (code, rewrite, chat, prose, C)."""
+    return [p for ps in pairs.demo_prompts().values() for p in ps[:2]]
+
+
+def test_trained_demo_pair_equals_transformers_plain_and_k3(pairs):
+    """The committed pair (real weights, real text): plain decoding and K = 3 assisted generation
+    round by round, drafts and acceptance included."""
+    prompts = _demo_prompts(pairs)
+    _check_against_hf(pairs, "demo", 0, prompts)
+    counts = _check_against_hf(pairs, "demo", 3, prompts)
+    assert set(counts) == {0, 1, 2, 3}, f"acceptance counts seen: {sorted(set(counts))}"

@@ -1,4 +1,4 @@
-"""Command line: `edge-mtp run | make-checkpoint | demo | trace diff` and `edge-export`.
+"""Command line: `edge-mtp run | make-checkpoint | demo | trace diff | train-drafter` and `edge-export`.
 
 Every user error is one line on stderr and exit code 2; nothing is written on failure.
 """
@@ -13,8 +13,7 @@ from pathlib import Path
 
 from edge_mtp.errors import EdgeMTPError
 
-DEMO_PRESET = "tiny-e2b"
-DEMO_DISTILL_STEPS = 300
+DEMO_PREFILL, DEMO_CONTEXT = (32, 128), 512  # the demo bundle: held-out prompts are up to ~250 tokens
 
 
 def _positive(text: str) -> int:
@@ -169,56 +168,79 @@ def cmd_make_checkpoint(args) -> int:
     return 0
 
 
-def demo_dir() -> Path:
-    root = Path(os.environ.get("EDGE_MTP_CACHE", Path.home() / ".cache" / "edge-mtp"))
-    return root / f"demo-{DEMO_PRESET}-seed0-distill{DEMO_DISTILL_STEPS}"
-
-
 def demo_pair() -> Path:
-    """The built-in demo checkpoint pair, made on first use."""
-    pair = demo_dir()
-    if not (pair / "drafter" / "config.json").exists():
-        from edge_mtp.checkpoints.make import make_checkpoint
+    """The built-in demo pair: a Gemma-4-shaped target and its MTP drafter trained on the Python standard
+    library, shipped inside the package (`edge_mtp/demo_pair/`; rebuilt by scripts/make_demo_pair.sh)."""
+    from edge_mtp.train.demo import package_dir
 
-        print(f"making the demo pair ({DEMO_PRESET}, drafter distilled {DEMO_DISTILL_STEPS} steps) in {pair}")
-        pair.parent.mkdir(parents=True, exist_ok=True)
-        with _progress() as progress:
-            make_checkpoint(DEMO_PRESET, pair, seed=0, distill_steps=DEMO_DISTILL_STEPS, progress=progress)
+    pair = package_dir()
+    if not (pair / "drafter" / "config.json").is_file():
+        raise EdgeMTPError(f"{pair}: the demo pair is missing; rebuild it with `bash scripts/make_demo_pair.sh --install`")
     return pair
 
 
 def demo_bundle(pair: Path, draft_len: int) -> Path:
-    """The demo pair exported once to an fp32 .litertlm bundle beside it."""
-    bundle = pair.parent / f"{pair.name}-k{draft_len}.litertlm"
+    """The demo pair exported once to an fp32 .litertlm bundle in the cache ($EDGE_MTP_CACHE)."""
+    from edge_mtp.model.checkpoint import checkpoint_id
+
+    root = Path(os.environ.get("EDGE_MTP_CACHE", Path.home() / ".cache" / "edge-mtp"))
+    pair_id = checkpoint_id(pair / "target", pair / "drafter").split(":")[1][:12]
+    bundle = root / f"demo-{pair_id}-k{draft_len}.litertlm"
     if not bundle.exists():
         from edge_mtp.export.exporter import ExportOptions, export_litertlm
 
         print(f"exporting the demo pair to {bundle}")
+        root.mkdir(parents=True, exist_ok=True)
         with _progress() as progress:
             export_litertlm(pair / "target", pair / "drafter", bundle,
-                            ExportOptions("fp32", draft_len, (8, 32), 256), progress)
+                            ExportOptions("fp32", draft_len, DEMO_PREFILL, DEMO_CONTEXT), progress)
     return bundle
 
 
+def speedup_line(bundle: Path, prompts: dict[str, list[list[int]]], k: int, new: int) -> str:
+    """`edge-mtp bench` in one line: measured decode speed at K vs plain decoding on the bundle (LiteRT,
+    Python loop), one held-out prompt per category."""
+    from edge_mtp.bench.measure import TimedBackend, measure_python
+    from edge_mtp.bench.stats import summarize
+    from edge_mtp.runtime.litert_backend import LiteRTBackend
+
+    backend = TimedBackend(LiteRTBackend(bundle))
+    first = [ps[0] for ps in prompts.values()]
+    measure_python(backend, first[0], k, new, "warmup")
+    rows = {kk: summarize([measure_python(backend, p, kk, new, "") for p in first], kk) for kk in (0, k)}
+    plain, spec = rows[0], rows[k]
+    return (f"measured speedup on this machine (LiteRT, Python loop, {len(first)} held-out prompts): K={k} "
+            f"{spec['decode_tok_s']:.0f} vs K=0 {plain['decode_tok_s']:.0f} decode tok/s = "
+            f"{spec['decode_tok_s'] / plain['decode_tok_s']:.2f}x ({spec['mean_tokens_per_round']:.2f} tokens/round; "
+            f"edge-mtp bench {bundle} for the full table)")
+
+
 def cmd_demo(args) -> int:
-    """The built-in default job: make the demo pair once, export it to a LiteRT bundle once, then
-    generate plain and speculatively with PyTorch and with the bundle, and compare."""
+    """The built-in default job: export the shipped demo pair to a LiteRT bundle once, generate from a
+    held-out prompt plainly and speculatively with PyTorch and with the bundle, compare, and measure."""
     from edge_mtp.runtime import LoopConfig, generate, trace_lines
     from edge_mtp.runtime.litert_backend import LiteRTBackend
+    from edge_mtp.runtime.tokenizer import TextCodec
     from edge_mtp.runtime.torch_backend import open_torch_backend
 
     pair = demo_pair()
-    bundle = demo_bundle(pair, args.draft_len)
-    prompt = json.loads((pair / "drafter" / "distill_prompts.json").read_text())[0]
     new, k = args.max_new_tokens, args.draft_len
+    bundle = demo_bundle(pair, k)
+    codec = TextCodec(pair / "target")
+    held_out = {c: [codec.encode(t) for t in ts] for c, ts in json.loads((pair / "prompts.json").read_text()).items()}
+    text = args.prompt if args.prompt is not None else json.loads((pair / "prompts.json").read_text())["code"][0]
+    prompt = codec.encode(text)
+    if len(prompt) + new + k + 1 > DEMO_CONTEXT:
+        raise EdgeMTPError(f"--prompt has {len(prompt)} tokens; with --max-new-tokens {new} the bundle's context "
+                           f"of {DEMO_CONTEXT} is exceeded")
     runs = {}
     for name, draft_len in (("PyTorch K=0", 0), (f"PyTorch K={k}", k), (f"LiteRT  K={k}", k)):
         cfg = LoopConfig(draft_len=draft_len, max_new_tokens=new)
         backend = (LiteRTBackend(bundle) if name.startswith("LiteRT") else
                    open_torch_backend(pair / "target", pair / "drafter", len(prompt) + new + k + 1)[0])
         runs[name] = trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)
-    print(f"prompt ids  {','.join(map(str, prompt))}")
-    print(f"generated   {','.join(map(str, runs[f'PyTorch K={k}'][-1]['tokens']))}")
+    print(f"prompt:\n{text}")
+    print(f"generated (K={k}):\n{codec.decode(runs[f'PyTorch K={k}'][-1]['tokens'])}")
     for name, lines in runs.items():
         print(f"{name}: {summary_line(lines[-1])}")
     plain, spec, lite = (runs[n] for n in runs)
@@ -227,6 +249,7 @@ def cmd_demo(args) -> int:
     print(f"speculative output identical to plain greedy: {plain[-1]['tokens'] == spec[-1]['tokens']}; "
           f"LiteRT bundle trace identical to PyTorch: {rounds(spec) == rounds(lite)}; "
           f"target passes {spec[-1]['rounds']} vs {plain[-1]['rounds']}")
+    print(speedup_line(bundle, held_out, k, new))
     return 0 if ok else 1
 
 
@@ -347,8 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--target", type=Path, required=True)
     verify.add_argument("--drafter", type=Path, required=True)
     verify.set_defaults(func=cmd_verify)
-    demo = sub.add_parser("demo", help="make the built-in demo pair and run speculative generation on it")
-    demo.add_argument("--draft-len", type=_positive, default=4)
+    demo = sub.add_parser("demo", help="run the built-in trained demo pair: plain vs speculative, PyTorch vs LiteRT")
+    demo.add_argument("--draft-len", type=_positive, default=3)
+    demo.add_argument("--prompt", help="prompt text (default: a held-out code prompt of the demo pair)")
     demo.add_argument("--max-new-tokens", type=int, default=48)
     demo.set_defaults(func=cmd_demo)
     from edge_mtp.runtime.tracediff import DEFAULT_LOGIT_TOL
@@ -373,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge_mtp.bench.cli import add_parsers as add_bench_parsers
 
     add_bench_parsers(sub)
+    from edge_mtp.train.cli import add_parser as add_train_parser  # `train-drafter`
+
+    add_train_parser(sub)
     return parser
 
 

@@ -38,6 +38,10 @@ NUM_ASSISTANT_TOKENS = 4  # transformers has no default on the MTP path (spec §
 FINAL_NORM_GAIN = (4.0, 8.0)  # sharpens the target's logits so that greedy picks are not near-ties
 NORM_JITTER = 0.1
 LAYER_SCALAR_RANGE = (0.5, 1.5)
+# Drafter distillation of the stand-ins (`_distill`): random prompts, the target's greedy continuations.
+DISTILL_PROMPTS, DISTILL_PROMPT_LEN, DISTILL_CONTINUATION = 16, 12, 48
+DISTILL_BATCH, DISTILL_LR, DISTILL_TEMPERATURE = 3, 1e-2, 0.05  # a near-uniform random target: sharpen
+FIRST_ORDINARY_ID = 107  # ids below are Gemma's special/unused tokens
 
 
 def make_checkpoint(
@@ -45,9 +49,8 @@ def make_checkpoint(
 ) -> tuple[Path, Path]:
     """Write `out_dir/target/` and `out_dir/drafter/` for `preset`; return the two directories.
 
-    With `distill_steps > 0` the drafter is then distilled on the target
-    (`edge_mtp.checkpoints.distill.distill_drafter`) so that it gets drafts accepted on the prompts listed in
-    `drafter/distill_prompts.json`.
+    With `distill_steps > 0` the drafter is then self-distilled on the target (`_distill`) so that it gets
+    drafts accepted on the prompts listed in `drafter/distill_prompts.json`.
     """
     out_dir = Path(out_dir)
     spec = _preset(preset)
@@ -131,14 +134,41 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def greedy_continuation(target, prompt: list[int], steps: int) -> list[int]:
+    """`prompt` followed by the target's `steps` greedy next tokens."""
+    seq = list(prompt)
+    kv = target.new_cache(len(prompt) + steps)
+    logits, _, kv = target.run(torch.tensor([seq]), torch.arange(len(seq)), kv)
+    for _ in range(steps):
+        seq.append(int(logits[0, -1].argmax()))
+        logits, _, kv = target.run(torch.tensor([seq[-1:]]), torch.tensor([len(seq) - 1]), kv)
+    return seq
+
+
 def _distill(
     target_dir: Path, drafter_dir: Path, drafter: PreTrainedModel, *, steps: int, seed: int, progress: Progress | None
 ) -> None:
-    """Replace the saved drafter by one distilled on the saved target; record the prompts it was trained on."""
-    from edge_mtp.checkpoints.distill import distill_drafter
+    """Replace the saved drafter by one self-distilled on the saved target (`edge_mtp.train.drafter.fit`,
+    what `edge-mtp train-drafter` runs) over the target's greedy continuations of random prompts, so that its
+    drafts get accepted on those prompts; record the prompts in `distill_prompts.json`.
 
+    A random target has no text to train on, so its own continuations are the data; only round starts in the
+    continuation are trained (the prompts are random ids)."""
+    from edge_mtp.model import load_drafter, load_target
+    from edge_mtp.train.drafter import Options, fit
+
+    with _single_thread(), torch.no_grad():
+        target, tcfg = load_target(target_dir, "float32")
+        ours, _ = load_drafter(drafter_dir, "float32")
+        g = torch.Generator().manual_seed(seed)
+        prompts = [torch.randint(FIRST_ORDINARY_ID, tcfg.text.vocab_size, (DISTILL_PROMPT_LEN,), generator=g).tolist()
+                   for _ in range(DISTILL_PROMPTS)]
+        windows = torch.tensor([greedy_continuation(target, p, DISTILL_CONTINUATION) for p in prompts])
+    options = Options(target=Path(target_dir), data=(), out=Path(drafter_dir), steps=steps, batch=DISTILL_BATCH,
+                      lr=DISTILL_LR, draft_len=NUM_ASSISTANT_TOKENS, seed=seed, warmup=0, temperature=DISTILL_TEMPERATURE)
     with _single_thread():
-        state, prompts = distill_drafter(target_dir, drafter_dir, steps=steps, seed=seed, progress=progress)
+        fit(target, ours, windows, options, first=DISTILL_PROMPT_LEN, progress=progress, label="distil drafter")
+    state = ours.state_dict()
     unknown = sorted(set(state) - set(drafter.state_dict()))
     if unknown:
         raise EdgeMTPError(f"distilled drafter state has keys the drafter lacks: {', '.join(unknown[:3])}")
