@@ -254,7 +254,7 @@ def runners_for(graphs: dict[str, Graph], position: int) -> dict[str, object]:
 
 
 def weight_bytes(data: bytes) -> int:
-    from edge_mtp.quantize import weight_bytes as by_type
+    from edge_mtp.contract import tflite_weight_bytes as by_type
 
     return sum(by_type(data).values())
 

@@ -16,23 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from pathlib import Path
 
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.litert_backend import LiteRTBackend
-from edge_mtp.runtime.native import run_native
+from edge_mtp.runtime.native import native_trace
 
 
 def _native_rounds(bundle: Path, prompt: list[int], k: int, new: int) -> list[dict]:
-    with tempfile.TemporaryDirectory() as d:
-        trace = Path(d) / "t.jsonl"
-        proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k),
-                                   "--max-new-tokens", str(new), "--trace", str(trace)], capture=True)
-        if proc.returncode:
-            raise SystemExit(proc.stderr[-2000:])
-        lines = [json.loads(s) for s in trace.read_text().splitlines()]
-    return [x for x in lines if x["type"] == "round" and x["index"] > 0]
+    return [x for x in native_trace(bundle, prompt, new, draft_len=k) if x["type"] == "round" and x["index"] > 0]
 
 
 def main() -> None:

@@ -120,21 +120,20 @@ def step_timers(backend) -> dict:
 # ---- static-T ONNX graphs -----------------------------------------------------------------------
 def export_static_targets(pair: Path, out: Path, context: int) -> dict[str, Path]:
     """Fixed-shape T=1 and T=K+1 target graphs (the alternative to one dynamic-T graph)."""
+    from edge_mtp.contract import ACTIVATIONS, LOGITS, onnx_output
     from edge_mtp.export.graphs import TargetGraph, kv_names, target_sample
-    from edge_mtp.export.onnx import _export, out_name
+    from edge_mtp.export.onnx import _export
     from edge_mtp.model import load_pair
-    from edge_mtp.model.layers import copy_rows
 
     out.mkdir(exist_ok=True)
     paths = {"decode": out / "decode.onnx", "verify": out / "verify.onnx"}
     if all(p.exists() for p in paths.values()):
         return paths
     target, tcfg, _, _ = load_pair(pair / "target", pair / "drafter", "float32", False)
-    target.kv_writer = copy_rows
-    names = [out_name(n) for n in kv_names(tcfg.text)] + ["logits", "activations"]
+    names = [onnx_output(n) for n in kv_names(tcfg.text)] + [LOGITS, ACTIVATIONS]
     for sig, tokens in (("decode", 1), ("verify", K + 1)):
         started = time.perf_counter()
-        _export(TargetGraph(target), target_sample(target, tokens, context), names, None, paths[sig])
+        _export(TargetGraph(target), target_sample(tcfg.text, tokens, context), names, {}, paths[sig])
         print(f"exported static {sig} in {time.perf_counter() - started:.0f} s", flush=True)
     return paths
 

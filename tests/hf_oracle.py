@@ -1,7 +1,7 @@
 """transformers as the oracle: plain and assisted `generate`, with the drafts and acceptance of every round.
 
 The recorder wraps `SinglePositionMultiTokenCandidateGenerator` (transformers 5.24) to log what the
-drafter proposed each round and how many drafts were kept (gemma4_spec.md §5.1).
+drafter proposed each round and how many drafts were kept (docs/loop.md#the-transformers-call-path).
 """
 
 from __future__ import annotations

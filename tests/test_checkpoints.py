@@ -56,7 +56,8 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 def _assert_same_state(model: torch.nn.Module, stored: dict[str, torch.Tensor]) -> None:
-    """The reloaded model holds exactly the stored tensors (the tied head is not stored, spec §7)."""
+    """The reloaded model holds exactly the stored tensors (the tied head is not stored:
+    docs/model.md#checkpoint-layout)."""
     state = model.state_dict()
     assert set(state) - set(stored) == {"lm_head.weight"}
     for key, tensor in stored.items():
@@ -190,12 +191,17 @@ def test_tokenizer_ids_and_round_trip(built):
     assert saved.read_bytes() == (built["tiny-e2b"][1] / "tokenizer.json").read_bytes()
 
 
-def test_tokenizer_caps_vocab_and_decode_skips_unknown_ids(tmp_path):
-    """Full-size presets have a 262144-token model vocab but a MAX_VOCAB tokenizer; decoding must not fail."""
+def test_tokenizer_caps_vocab_and_decode_skips_unknown_ids(tmp_path, monkeypatch):
+    """A model vocab may exceed the tokenizer's (capped at MAX_VOCAB); decoding such ids must not fail.
+    (The cap is lowered here; at its real value, 262144, the full-size presets' tokenizers are complete.)"""
+    import edge_mtp.checkpoints.tokenizer as tok
+
+    assert PRESETS["e2b"].tokenizer_vocab_size == 262144 == MAX_VOCAB
+    monkeypatch.setattr(tok, "MAX_VOCAB", 4096)
     tokenizer = build_tokenizer(262144)
-    assert tokenizer.get_vocab_size() == MAX_VOCAB == PRESETS["e2b"].tokenizer_vocab_size
+    assert tokenizer.get_vocab_size() == 4096
     ids = tokenizer.encode("héllo wörld 😀").ids
-    assert tokenizer.decode(ids + [MAX_VOCAB, 200000]) == "héllo wörld 😀"
+    assert tokenizer.decode(ids + [4096, 200000]) == "héllo wörld 😀"
     save_tokenizer(tokenizer, tmp_path / "a.json")
     save_tokenizer(build_tokenizer(262144), tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
@@ -207,7 +213,7 @@ def test_tokenizer_caps_vocab_and_decode_skips_unknown_ids(tmp_path):
 )
 def test_full_size_presets_have_the_published_shapes(name, target_params, drafter_params):
     """Built on the meta device (no memory): E2B ≈ 4.63 B + 77.7 M, E4B ≈ 7.46 B + 78.5 M parameters
-    (spec §2.2, §4.1)."""
+    (docs/model.md#configuration)."""
     target = build_target(PRESETS[name], device="meta")
     drafter = build_drafter(PRESETS[name], device="meta")
     assert type(target).__name__ == "Gemma4ForConditionalGeneration"

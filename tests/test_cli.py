@@ -116,3 +116,156 @@ def test_runtime_never_imports_transformers(e2b):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---- the click CLI: help, usage errors, flags a backend cannot honour, output folders ------------------
+def _commands(command, path=()):
+    """(path, command) of every command under the group, the groups themselves included."""
+    import click
+
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+
+
+def _all_commands():
+    from edge_mtp.cli import cli, edge_export
+
+    every = [("edge-mtp", p, c) for p, c in _commands(cli)] + [("edge-export", (), edge_export)]
+    return [pytest.param(prog, path, c, id=" ".join((prog, *path))) for prog, path, c in every]
+
+
+@pytest.mark.parametrize("prog, path, command", _all_commands())
+def test_help_documents_every_flag_and_shows_its_default(prog, path, command, capsys):
+    import click
+
+    from edge_mtp.cli import export_main
+
+    rc = (export_main if prog == "edge-export" else main)([*path, "--help"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith(f"Usage: {' '.join((prog, *path))} ")
+    ctx = click.Context(command, info_name=prog, **command.context_settings)
+    with_default = 0
+    for param in command.params:
+        if not isinstance(param, click.Option):
+            continue
+        assert param.help, f"{param.opts} has no help"
+        _, text = param.get_help_record(ctx)
+        default = param.get_default(ctx, call=False)  # None, False or click's "unset" when there is none
+        if (isinstance(default, (int, float, str, tuple)) and default is not False) or isinstance(param.show_default, str):
+            with_default += 1
+            assert "[default: " in text, (param.opts, text)
+    assert out.count("[default:") >= with_default  # (a line may break after the colon)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--prmpt", "x"], "edge-mtp run: No such option '--prmpt'"),
+    (["run", "x.litertlm", "--prompt-ids", "1", "--context", "0"], "'--context': 0 is not in the range x>=1"),
+    (["run", "--target", "t", "--drafter", "d", "--prompt-ids", "1", "--prefill-chunk", "0"],
+     "'--prefill-chunk': 0 is not in the range x>=1"),
+    (["run", "x.litertlm", "--prompt-ids", "1", "--draft-len", "-1"], "expected a non-negative integer, got '-1'"),
+    (["run", "x.litertlm"], "give one of --prompt TEXT or --prompt-ids IDS"),
+    (["run", "x.litertlm", "--prompt", "a", "--prompt-ids", "1"], "--prompt or --prompt-ids, not both"),
+    (["bench", "x.litertlm", "--draft-len", "0,a"], "expected a non-negative integer, got 'a'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+])
+def test_usage_errors_are_one_line(capsys, args, message):
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize("backend", ["python", "native"])
+@pytest.mark.parametrize("flag", [["--context", "64"], ["--dtype", "float32"], ["--dtype", "auto"], ["--dense-head"],
+                                  ["--prefill-chunk", "4"]])
+def test_flags_a_bundle_cannot_honour_are_errors(bundles, capsys, monkeypatch, flag, backend):
+    """Issue 11 item 5: these were silently ignored on a bundle. Given explicitly (even at its default
+    value) they are a one-line error naming the flag, before the bundle is opened."""
+    import edge_mtp.runtime.open
+
+    monkeypatch.setattr(edge_mtp.runtime.open, "open_export", lambda *a, **k: pytest.fail("opened the bundle"))
+    rc = main(["run", str(bundles.path("tiny-e2b")), "--prompt-ids", "2,3", "--backend", backend, *flag])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {flag[0]} applies to --target/--drafter (PyTorch) only: on a BUNDLE "), err
+
+
+def test_pytorch_only_flags_reach_the_pytorch_backend(e2b, pairs, capsys, monkeypatch):
+    """The same flags with --target/--drafter are handed to the PyTorch backend, and the run equals the
+    library's run with those settings."""
+    import edge_mtp.runtime.torch_backend as torch_backend
+
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return open_torch_backend(*args)
+
+    monkeypatch.setattr(torch_backend, "open_torch_backend", spy)
+    prompt = pairs.prompts("tiny-e2b")[0]
+    rc, out, _ = _run(capsys, "--target", e2b[0], "--drafter", e2b[1], "--prompt-ids", ",".join(map(str, prompt)),
+                      "--draft-len", 2, "--max-new-tokens", 10, "--context", 60, "--prefill-chunk", 3,
+                      "--dense-head", "--dtype", "float32", "--json")
+    assert rc == 0 and calls == [(e2b[0], e2b[1], 60, "float32", True, 3)]
+    expected = generate(open_torch_backend(*calls[0])[0], prompt, LoopConfig(draft_len=2, max_new_tokens=10))
+    assert json.loads(out)["tokens"] == expected.tokens
+
+
+@pytest.mark.parametrize("args, missing", [
+    (["run", "--target", "/no/target", "--drafter", "/no/drafter", "--prompt-ids", "1", "--trace", "{tmp}/nodir/t.jsonl"],
+     "nodir"),
+    (["run", "/no/bundle.litertlm", "--prompt-ids", "1", "--trace", "{tmp}/nodir/t.jsonl"], "nodir"),
+    (["export", "--target", "/no/t", "--drafter", "/no/d", "-o", "{tmp}/nodir/out.litertlm"], "nodir"),
+    (["bench", "/no/bundle.litertlm", "--json", "{tmp}/nodir/b.json"], "nodir"),
+    (["bench", "/no/bundle.litertlm", "--report", "{tmp}/nodir/report"], "nodir"),
+    (["make-checkpoint", "--preset", "tiny-e2b", "{tmp}/nodir/pair"], "nodir"),
+    (["profile", "summarize", "/no/results", "--json", "{tmp}/nodir/s.json"], "nodir"),
+])
+def test_missing_output_folder_is_refused_before_any_work(tmp_path, capsys, args, missing):
+    """Issue 11 items 3 and 9: one rule for every output; the inputs here do not exist either, so the
+    folder is checked first (`run --trace nodir/x` used to fail only after loading the model)."""
+    rc = main([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: ") and f"directory {tmp_path / missing} does not exist" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_libraries_refuse_missing_parents_too(tmp_path):
+    from edge_mtp.bench.report import write_json, write_report
+    from edge_mtp.checkpoints import make_checkpoint
+    from edge_mtp.errors import EdgeMTPError
+
+    for call in (lambda: make_checkpoint("tiny-e2b", tmp_path / "a" / "pair"),
+                 lambda: write_json({}, tmp_path / "a" / "b.json"),
+                 lambda: write_report({}, tmp_path / "a" / "report")):
+        with pytest.raises(EdgeMTPError, match=f"directory {tmp_path / 'a'} does not exist"):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_prints_text_rates_and_where_it_wrote(pairs, bundles, capsys, monkeypatch, tmp_path):
+    """Issue 11 item 11: the demo printed token ids only."""
+    from conftest import BUNDLE_K
+
+    import edge_mtp.demo as demo
+    from edge_mtp.runtime.tokenizer import TextCodec
+
+    monkeypatch.setenv("EDGE_MTP_CACHE", str(tmp_path))
+    assert demo.demo_dir().parent == tmp_path
+    pair = pairs.dirs("tiny-e2b")[0].parent
+    monkeypatch.setattr(demo, "demo_pair", lambda: pair)
+    monkeypatch.setattr(demo, "demo_bundle", lambda p, k: bundles.path("tiny-e2b"))
+    assert main(["demo", "--draft-len", str(BUNDLE_K), "--max-new-tokens", "10"]) == 0
+    out = capsys.readouterr().out
+    prompt = demo.demo_prompt(pair)
+    backend, _, _ = open_torch_backend(pair / "target", pair / "drafter", context=len(prompt) + 16)
+    tokens = generate(backend, prompt, LoopConfig(draft_len=BUNDLE_K, max_new_tokens=10)).tokens
+    codec = TextCodec(pair / "target")
+    assert f"generated   {codec.decode(tokens)!r}" in out
+    assert f"demo pair   {pair}" in out and f"bundle      {bundles.path('tiny-e2b')}" in out
+    rates = [line for line in out.splitlines() if " tokens/s | tokens " in line]
+    assert [r.split(":")[0] for r in rates] == ["PyTorch K=0", f"PyTorch K={BUNDLE_K}", "LiteRT  K=0",
+                                                f"LiteRT  K={BUNDLE_K}"]
+    assert "speculative output identical to plain greedy: True; LiteRT bundle trace identical to PyTorch: True" in out

@@ -10,10 +10,10 @@ import pytest
 from edge_mtp.checkpoints.presets import PRESETS
 from edge_mtp.model import load_drafter, load_pair
 from edge_mtp.model.config import read_json
-from edge_mtp.train.demo import package_dir
+from edge_mtp.demo import package_pair
 from edge_mtp.train.evaluate import acceptance_report, torch_backends
 
-PAIR = package_dir()
+PAIR = package_pair()
 MAX_BYTES = 20 * 1024 * 1024
 
 

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import assert_same_trace
 
 from edge_mtp.runtime import (
     LoopConfig,
@@ -28,7 +29,7 @@ from edge_mtp.runtime import (
     write_trace,
 )
 from edge_mtp.runtime.litert_backend import LiteRTBackend
-from edge_mtp.runtime.native import compare_traces, litert_library
+from edge_mtp.runtime.native import litert_library
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = ROOT / "ios_demo" / "EdgeMTPKit"
@@ -115,7 +116,7 @@ def test_swift_traces_equal_python(pairs, bundles, tmp_path):
         ours = read_trace(data / "out" / f"{case['name']}.jsonl")
         ref = read_trace(data / "ref" / f"{case['name']}.jsonl")
         assert ours[0]["implementation"] == "swift"
-        assert compare_traces(ours, ref) == [], case["name"]
+        assert_same_trace(ours, ref, what=case["name"])
         assert len(ours[-1]["tokens"]) == NEW or ours[-1]["stop"] != "max_new_tokens"
 
     from edge_mtp.profiling.bench import parse_bench

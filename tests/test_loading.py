@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import shard_checkpoint
 from edge_mtp.checkpoints.make import build_drafter, build_target
 from edge_mtp.checkpoints.presets import PRESETS
 from edge_mtp.errors import EdgeMTPError
@@ -48,14 +49,7 @@ def test_google_global_head_dim_layout_reads_like_per_layer_config(target_copy):
 
 def test_sharded_checkpoint_loads_the_same_weights(pairs, target_copy):
     whole, _ = load_target(pairs.dirs("tiny-e2b")[0])
-    tensors = load_file(target_copy / "model.safetensors")
-    names = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
-    for file, keys in shards.items():
-        save_file({k: tensors[k] for k in keys}, target_copy / file, metadata={"format": "pt"})
-    (target_copy / "model.safetensors").unlink()
-    weight_map = {k: f for f, keys in shards.items() for k in keys}
-    (target_copy / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    shard_checkpoint(target_copy)
     sharded, _ = load_target(target_copy)
     a, b = _state(whole), _state(sharded)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -12,6 +12,7 @@ import os
 import subprocess
 
 import pytest
+from conftest import assert_same_trace
 
 from edge_mtp.cli import main
 from edge_mtp.runtime import (
@@ -23,9 +24,10 @@ from edge_mtp.runtime import (
 )
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.native import (
-    compare_traces,
     find_binary,
     litert_library,
+    native_args,
+    native_trace,
     run_native,
 )
 
@@ -44,29 +46,18 @@ def _ids(case) -> str:
     return f"K{k}-greedy" if s is None else f"K{k}-T{s.temperature}-k{s.top_k}-p{s.top_p}-seed{s.seed}"
 
 
-def _native_trace(bundle, prompt, k, sampling, path):
-    args = ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k), "--max-new-tokens", str(NEW),
-            "--trace", str(path)]
-    if sampling:
-        args += ["--temperature", repr(sampling.temperature), "--top-k", str(sampling.top_k),
-                 "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed)]
-    proc = run_native(bundle, args, capture=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return read_trace(path)
-
-
 @pytest.mark.parametrize("quant", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_native_trace_equals_python(pairs, bundles, quant, case, tmp_path):
+def test_native_trace_equals_python(pairs, bundles, quant, case):
     k, sampling = case
     bundle = bundles.path("tiny-e2b", quant)
     for prompt in pairs.prompts("tiny-e2b")[:2] + [[2, 17, 300, 41]]:
         cfg = LoopConfig(draft_len=k, max_new_tokens=NEW, sampling=sampling)
         backend = LiteRTBackend(bundle)
         ref = json.loads(json.dumps(trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)))
-        ours = _native_trace(bundle, prompt, k, sampling, tmp_path / "native.jsonl")
+        ours = native_trace(bundle, prompt, NEW, draft_len=k, sampling=sampling)
         assert ours[0]["implementation"] == "native-c"
-        assert compare_traces(ours, ref) == []
+        assert_same_trace(ours, ref)
         assert all("graph" in line["ms"] for line in ours[1:-1])
 
 
@@ -91,7 +82,7 @@ def test_corrupted_bundles_fail_cleanly(bundles, tmp_path):
     for name, blob in bad.items():
         path = tmp_path / f"{name}.litertlm"
         path.write_bytes(blob)
-        proc = run_native(path, ["--prompt-ids", "1,2,3", "--max-new-tokens", "2"], capture=True)
+        proc = run_native(path, native_args([1, 2, 3], 2), capture=True)
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr[-500:])
         assert proc.stderr.strip().splitlines()[-1].startswith("error: "), name
 

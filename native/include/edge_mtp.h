@@ -1,7 +1,7 @@
 /* edge-mtp native core: the speculative decoding loop (draft -> verify -> accept -> roll back) in C11.
  *
  * The loop mirrors src/edge_mtp/runtime/loop.py step for step and writes the step trace of
- * shared/contracts/trace-v1.md. It reaches models only through `emtp_backend` (a small vtable), so the
+ * docs/trace.md. It reaches models only through `emtp_backend` (a small vtable), so the
  * LiteRT backend (litert.c, libLiteRt.so through dlopen), the fake model of the tests and later the
  * JNI/Swift layers share one loop. No globals; C11 + libc (+ dlopen for the LiteRT backend only).
  * Every fallible call returns 0 or an EMTP_E* code and fills an `emtp_error`.
@@ -40,7 +40,7 @@ int emtp_fail(emtp_error *err, int code, const char *fmt, ...)
 #endif
     ;
 
-/* ---- sampling (runtime/sampling.py) ------------------------------------------------------------ */
+/* ---- sampling (runtime/sampling.py, docs/sampling.md) ------------------------------------------ */
 typedef struct emtp_pcg32 {
     uint64_t state, inc;
 } emtp_pcg32;
@@ -125,7 +125,7 @@ typedef struct emtp_backend {
 
 void emtp_backend_destroy(emtp_backend *b);
 
-/* ---- the loop (runtime/loop.py) ---------------------------------------------------------------- */
+/* ---- the loop (runtime/loop.py, docs/loop.md) -------------------------------------------------- */
 #define EMTP_TOP_LOGITS 5
 
 typedef struct emtp_config {
@@ -162,7 +162,7 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
                   emtp_generation *out, emtp_error *err);
 void emtp_generation_free(emtp_generation *g);
 
-/* ---- trace (runtime/trace.py, shared/contracts/trace-v1.md) ------------------------------------ */
+/* ---- trace (runtime/trace.py, docs/trace.md) --------------------------------------------------- */
 int emtp_write_trace(FILE *f, const emtp_generation *g, const emtp_config *cfg, const char *implementation,
                      const char *model, emtp_error *err);
 int emtp_write_trace_file(const char *path, const emtp_generation *g, const emtp_config *cfg,

@@ -401,6 +401,23 @@ static int target_run(lrt_backend *lb, int s, const int32_t *tokens, int n, int 
     return EMTP_OK;
 }
 
+/* `n` tokens at start..: through the verify signature when they fit it (fewer than its rows are padded;
+ * the padding rows' K/V land beyond every real row's position, hidden by the causal mask and overwritten by
+ * the next run), else one decode per token. The Python backend makes the same choice. */
+static int target_rows(lrt_backend *lb, const int32_t *tokens, int n, int start, float *logits, float *hidden,
+                       emtp_error *err) {
+    int rc;
+    if (n > 1 && n <= lb->verify_len && start + lb->verify_len <= lb->context)
+        return target_run(lb, find_sig(&lb->target, "verify"), tokens, n, start, lb->verify_len, logits, hidden, err);
+    int s = find_sig(&lb->target, "decode");
+    if (s < 0) return emtp_fail(err, EMTP_EBUNDLE, "the target has no decode signature");
+    for (int i = 0; i < n; i++)
+        if ((rc = target_run(lb, s, tokens + i, 1, start + i, 1, logits + (size_t)i * (size_t)lb->V,
+                             hidden + (size_t)i * (size_t)lb->H, err)))
+            return rc;
+    return EMTP_OK;
+}
+
 static int lrt_verify(void *self, const int32_t *tokens, int n, int start, float *logits, float *hidden,
                       emtp_error *err) {
     lrt_backend *lb = self;
@@ -409,16 +426,10 @@ static int lrt_verify(void *self, const int32_t *tokens, int n, int start, float
         return emtp_fail(err, EMTP_ESTATE, "target run at position %d, but %d positions are valid", start, lb->length);
     if (start + n > lb->context)
         return emtp_fail(err, EMTP_ESTATE, "target run past the context (%d + %d > %d)", start, n, lb->context);
-    if (n == lb->verify_len) {
-        if ((rc = target_run(lb, find_sig(&lb->target, "verify"), tokens, n, start, n, logits, hidden, err))) return rc;
-    } else { /* fewer drafts than the verify signature takes: one decode per token */
-        int s = find_sig(&lb->target, "decode");
-        if (s < 0) return emtp_fail(err, EMTP_EBUNDLE, "the target has no decode signature");
-        for (int i = 0; i < n; i++)
-            if ((rc = target_run(lb, s, tokens + i, 1, start + i, 1, logits + (size_t)i * (size_t)lb->V,
-                                 hidden + (size_t)i * (size_t)lb->H, err)))
-                return rc;
-    }
+    if (n > lb->verify_len)
+        return emtp_fail(err, EMTP_EUSAGE, "%d drafts per round, but this bundle verifies at most %d (exported with "
+                         "--draft-len %d)", n - 1, lb->verify_len - 1, lb->verify_len - 1);
+    if ((rc = target_rows(lb, tokens, n, start, logits, hidden, err))) return rc;
     lb->length = start + n;
     return EMTP_OK;
 }
@@ -455,8 +466,9 @@ static int lrt_prefill(void *self, const int32_t *tokens, int n, float *logits, 
         free(all_hidden);
         return emtp_fail(err, EMTP_ENOMEM, "out of memory");
     }
-    rc = lrt_verify(lb, tokens + done, m, done, all_logits, all_hidden, err);
+    rc = target_rows(lb, tokens + done, m, done, all_logits, all_hidden, err);
     if (!rc) {
+        lb->length = n;
         memcpy(logits, all_logits + (size_t)(m - 1) * (size_t)lb->V, sizeof(float) * (size_t)lb->V);
         memcpy(hidden, all_hidden + (size_t)(m - 1) * (size_t)lb->H, sizeof(float) * (size_t)lb->H);
     }

@@ -1,5 +1,5 @@
-/* The speculative loop, step for step as src/edge_mtp/runtime/loop.py `generate` (see its docstring for
- * the greedy and speculative-sampling rules and sampling.py for the order of uniforms). */
+/* The speculative loop, step for step as src/edge_mtp/runtime/loop.py `generate` (docs/loop.md: the greedy
+ * and speculative-sampling rules; docs/sampling.md: the order of uniforms). */
 #include "edge_mtp.h"
 
 #include <stdarg.h>

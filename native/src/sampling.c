@@ -1,6 +1,7 @@
-/* Seeded sampling, bit for bit as src/edge_mtp/runtime/sampling.py (PCG32, 53-bit uniforms, float64
- * distributions with numpy's pairwise sums). The one known gap: numpy's SIMD exp can differ from libm's
- * exp by 1 ulp, which changes a draw only if a uniform falls within ~1e-16 of a CDF boundary. */
+/* Seeded sampling, bit for bit as src/edge_mtp/runtime/sampling.py and docs/sampling.md (PCG32, 53-bit
+ * uniforms, float64 distributions with numpy's pairwise sums). The one known gap: numpy's SIMD exp can
+ * differ from libm's exp by 1 ulp, which changes a draw only if a uniform falls within ~1e-16 of a CDF
+ * boundary. */
 #include "edge_mtp.h"
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Step traces, format edge-mtp-trace/1 (shared/contracts/trace-v1.md), written byte-compatible with
+/* Step traces, format edge-mtp-trace/1 (docs/trace.md), written byte-compatible with
  * runtime/trace.py's json.dumps(separators=(",", ":")) apart from timings. */
 #include "edge_mtp.h"
 

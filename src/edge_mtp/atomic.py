@@ -7,18 +7,25 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from edge_mtp.errors import EdgeMTPError
 
 
-@contextmanager
-def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
+def require_parent(path: Path | str) -> Path:
+    """The output rule: every output goes into an existing folder; nothing creates missing parents."""
     path = Path(path)
     if not path.parent.is_dir():
         raise EdgeMTPError(f"{path}: directory {path.parent} does not exist")
+    return path
+
+
+@contextmanager
+def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
+    path = require_parent(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:

@@ -1,95 +1,121 @@
-"""Command line: `edge-mtp run | make-checkpoint | demo | trace diff | train-drafter` and `edge-export`.
+"""Command line (click): `edge-mtp run | make-checkpoint | export | inspect | verify | demo | trace diff |
+bench | profile summarize | train-drafter`, and `edge-export` (the same as `edge-mtp export`).
 
-Every user error is one line on stderr and exit code 2; nothing is written on failure.
+Every user error, click's usage errors included, is one line `error: ...` on stderr and exit code 2;
+nothing is written on failure. `main(argv)` and `export_main(argv)` return the exit code (the console
+scripts call them with `argv=None`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
+import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
+from click.core import ParameterSource
+
+from edge_mtp.console import CONTEXT, DRAFT_LEN, LENGTHS, OUTPUT, TOKEN_IDS, progress, summary_line
 from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime.tracediff import DEFAULT_LOGIT_TOL
 
-DEMO_PREFILL, DEMO_CONTEXT = (32, 128), 512  # the demo bundle: held-out prompts are up to ~250 tokens
+PATH = click.Path(path_type=Path)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+PRESETS = ("tiny-e2b", "tiny-e4b", "small-e2b", "e2b", "e4b")
+# Flags of the PyTorch backend that an export fixed when it was written: given on a BUNDLE they are errors.
+PYTORCH_ONLY = {
+    "context": "the K/V cache size is fixed at export (edge-export --context)",
+    "dtype": "the weights' type is fixed at export (edge-export --quant)",
+    "dense_head": "the drafter head is fixed at export (edge-export --dense-head)",
+    "prefill_chunk": "an export prefills with its own signatures (edge-export --prefill)",
+}
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
-    return value
-
-
-def _prompt_ids(text: str) -> list[int]:
-    try:
-        ids = [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated token ids, got {text!r}") from None
-    return ids
+verbose_option = click.option("--verbose", is_flag=True,
+                              help="show the native libraries' own log lines (LiteRT, its converter, onnxruntime)")
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", nargs="?", type=Path,
-                   help="an edge-export output: .litertlm bundle (LiteRT) or ONNX directory/.zip (ONNX Runtime)")
-    p.add_argument("--target", type=Path, help="target checkpoint folder (HF layout; PyTorch backend)")
-    p.add_argument("--drafter", type=Path, help="MTP drafter checkpoint folder (HF layout)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompt", help="prompt text (needs tokenizer.json in the target folder)")
-    src.add_argument("--prompt-ids", type=_prompt_ids, help="prompt as comma-separated token ids")
-    p.add_argument("--draft-len", type=_positive, default=None,
-                   help="drafts per round K (default: the drafter's num_assistant_tokens, else 4); 0 = plain")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=_positive, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=_positive, default=0)
-    p.add_argument("--kv-view", choices=("hf", "clean"), default="hf",
-                   help="drafter K/V view: transformers-exact (with stale slots) or accepted tokens only")
-    p.add_argument("--context", type=int, default=None, help="K/V cache slots (default: just enough)")
-    p.add_argument("--prefill-chunk", type=int, default=None, help="prefill in chunks of this many tokens")
-    p.add_argument("--dtype", default="auto", help="auto (checkpoint's), float32, bfloat16, float16")
-    p.add_argument("--dense-head", action="store_true", help="drafter: full-vocab head instead of centroids")
-    p.add_argument("--trace", type=Path, help="write the edge-mtp-trace/1 step trace here")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--backend", choices=("python", "native"), default="python",
-                   help="BUNDLE only: the Python loop, or the native C core (native/build/edge-mtp-native)")
+def _logs(ctx: click.Context, verbose: bool) -> None:
+    """Native log noise off, only for the console script (a test calling main([...]) keeps its fd 2)."""
+    if ctx.obj and ctx.obj.get("console") and not verbose:
+        from edge_mtp.quiet import native_logs_off
+
+        native_logs_off()
 
 
-def _loop_config(args, default_k: int | None):
-    from edge_mtp.runtime import LoopConfig, SamplingConfig
+@click.group(context_settings=CONTEXT)
+@verbose_option
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Gemma 4 + MTP drafter speculative decoding: run, export, inspect, verify, trace diff, bench."""
+    _logs(ctx, verbose)
+
+
+# ---- run ---------------------------------------------------------------------------------------------
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refuse_pytorch_flags(ctx: click.Context) -> None:
+    """Issue 11 item 5: a flag the export cannot honour is an error, never silently ignored."""
+    for name, why in PYTORCH_ONLY.items():
+        if _given(ctx, name):
+            raise EdgeMTPError(f"{_flag(name)} applies to --target/--drafter (PyTorch) only: on a BUNDLE {why}")
+
+
+def _sampling(args):
+    from edge_mtp.runtime import SamplingConfig
 
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise EdgeMTPError("--temperature must be >= 0 and --top-p in (0, 1]")
-    sampling = None
-    if args.temperature > 0:
-        sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
+    return SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed) if args.temperature > 0 else None
+
+
+def _loop_config(args, default_k: int | None):
+    from edge_mtp.runtime import LoopConfig
+
     k = args.draft_len if args.draft_len is not None else (default_k if default_k is not None else 4)
-    return LoopConfig(draft_len=k, max_new_tokens=args.max_new_tokens, sampling=sampling, kv_view=args.kv_view)
+    return LoopConfig(draft_len=k, max_new_tokens=args.max_new_tokens, sampling=_sampling(args),
+                      kv_view=args.kv_view)
 
 
-def summary_line(summary: dict) -> str:
-    slots = ", ".join(f"{a:.2f}" for a in summary["accepted_per_position"]) or "-"
-    return (f"tokens {len(summary['tokens'])} | rounds {summary['rounds']} | acceptance per draft slot [{slots}] "
-            f"| mean tokens/round {summary['mean_emitted_per_round']:.2f} | stop {summary['stop']}")
-
-
-def _open_run(args):
-    """(backend, codec, vocab size, default K) for an export (LiteRT / ONNX Runtime) or a checkpoint pair (PyTorch)."""
-    from edge_mtp.runtime.tokenizer import TextCodec
-
+def _check_run_args(ctx: click.Context, args) -> None:
+    """Everything that needs no model, checked before one is loaded."""
+    if args.prompt is not None and args.prompt_ids is not None:
+        raise EdgeMTPError("give --prompt or --prompt-ids, not both")
+    if args.prompt is None and args.prompt_ids is None:
+        raise EdgeMTPError("give one of --prompt TEXT or --prompt-ids IDS")
+    if args.prompt == "" or args.prompt_ids == []:
+        raise EdgeMTPError("the prompt is empty; give some text or at least one token id")
+    _sampling(args)
     if args.bundle is not None:
         if args.target or args.drafter:
             raise EdgeMTPError("give either a BUNDLE or --target/--drafter, not both")
+        _refuse_pytorch_flags(ctx)
+        if args.backend == "native" and args.prompt is not None:
+            raise EdgeMTPError("--backend native takes --prompt-ids (the native core has no tokenizer)")
+    elif args.backend == "native":
+        raise EdgeMTPError("--backend native runs a BUNDLE (not --target/--drafter)")
+    elif not (args.target and args.drafter):
+        raise EdgeMTPError("give a BUNDLE, or both --target DIR and --drafter DIR")
+
+
+def _open_run(args):
+    """(backend or None, codec, vocab size, default K) for an export (LiteRT / ONNX Runtime) or a
+    checkpoint pair (PyTorch, opened once the prompt length is known)."""
+    from edge_mtp.runtime.tokenizer import TextCodec
+
+    if args.bundle is not None:
         from edge_mtp.runtime.open import open_export
 
         backend = open_export(args.bundle)
         codec = TextCodec.from_json(backend.tokenizer_json, str(args.bundle)) if args.prompt is not None else None
         return backend, codec, backend.vocab_size, backend.draft_len
-    if not (args.target and args.drafter):
-        raise EdgeMTPError("give a BUNDLE, or both --target DIR and --drafter DIR")
     from edge_mtp.model import load_drafter_config, load_target_config
 
     tcfg, dcfg = load_target_config(args.target), load_drafter_config(args.drafter)
@@ -98,32 +124,54 @@ def _open_run(args):
 
 
 def _run_native(args) -> int:
-    """`run BUNDLE --backend native`: the same flags, handed to the C CLI (ids in, ids out)."""
-    from edge_mtp.runtime.native import run_native
+    """`run BUNDLE --backend native`: the same settings, handed to the C CLI (ids in, ids out)."""
+    from edge_mtp.runtime.native import native_args, run_native
 
-    if args.bundle is None or args.target or args.drafter:
-        raise EdgeMTPError("--backend native runs a BUNDLE (not --target/--drafter)")
-    if args.prompt is not None:
-        raise EdgeMTPError("--backend native takes --prompt-ids (the native core has no tokenizer)")
-    if args.context is not None or args.prefill_chunk is not None or args.dtype != "auto" or args.dense_head:
-        raise EdgeMTPError("--context/--prefill-chunk/--dtype/--dense-head apply to the PyTorch backend only")
-    flags = ["--prompt-ids", ",".join(map(str, args.prompt_ids)), "--max-new-tokens", str(args.max_new_tokens),
-             "--temperature", repr(args.temperature), "--top-k", str(args.top_k), "--top-p", repr(args.top_p),
-             "--seed", str(args.seed), "--kv-view", args.kv_view]
-    if args.draft_len is not None:
-        flags += ["--draft-len", str(args.draft_len)]
-    if args.trace:
-        flags += ["--trace", str(args.trace)]
-    if args.json:
-        flags.append("--json")
+    flags = native_args(args.prompt_ids, args.max_new_tokens, args.draft_len, _sampling(args), args.kv_view,
+                        args.trace, args.as_json)
     return run_native(args.bundle, flags).returncode
 
 
-def cmd_run(args) -> int:
+@cli.command("run", context_settings=CONTEXT)
+@click.argument("bundle", required=False, type=PATH)
+@click.option("--target", type=PATH, help="target checkpoint folder (HF layout): the PyTorch backend")
+@click.option("--drafter", type=PATH, help="MTP drafter checkpoint folder (HF layout), with --target")
+@click.option("--prompt", help="prompt text (tokenized with the export's or the target folder's tokenizer.json)")
+@click.option("--prompt-ids", type=TOKEN_IDS, help="prompt as comma-separated token ids")
+@click.option("--draft-len", type=DRAFT_LEN, default=None,
+              show_default="the drafter's num_assistant_tokens, else 4; a BUNDLE: its exported K",
+              help="drafts per round K; 0 = plain decoding. On a BUNDLE, a K below the exported one verifies with "
+                   "the bundle's verify signature (the unused rows are padding); a larger K is an error")
+@click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=64,
+              help="stop after this many new tokens (also at a stop id, or when the K/V cache is full)")
+@click.option("--temperature", type=float, default=0.0, help="0 = greedy; > 0 = speculative sampling")
+@click.option("--top-k", metavar="N", type=click.IntRange(min=0), default=0, help="sampling: keep the k most likely tokens; 0 = all")
+@click.option("--top-p", type=float, default=1.0, help="sampling: keep the smallest set of this probability mass")
+@click.option("--seed", metavar="N", type=click.IntRange(min=0), default=0, help="sampling: seed of the random stream")
+@click.option("--kv-view", type=click.Choice(("hf", "clean")), default="hf",
+              help="the target K/V the drafter reads: transformers-exact (stale slots included) or accepted tokens only")
+@click.option("--context", metavar="N", type=click.IntRange(min=1), default=None, show_default="just enough for the run",
+              help="PyTorch only: K/V cache slots")
+@click.option("--prefill-chunk", metavar="N", type=click.IntRange(min=1), default=None, show_default="the whole prompt at once",
+              help="PyTorch only: prefill in chunks of this many tokens, as a fixed-shape exported graph would")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto",
+              help="PyTorch only: compute dtype; auto = the checkpoint's")
+@click.option("--dense-head", is_flag=True,
+              help="PyTorch only: the drafter scores the full vocabulary instead of its top clusters")
+@click.option("--trace", type=OUTPUT, help="write the edge-mtp-trace/1 step trace here (docs/trace.md)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--backend", type=click.Choice(("python", "native")), default="python",
+              help="BUNDLE only: the Python loop, or the native C core (native/build/edge-mtp-native; --prompt-ids)")
+@click.pass_context
+def run_cmd(ctx: click.Context, **opts) -> int:
+    """Speculative generation with an export (BUNDLE: a .litertlm bundle for LiteRT, an ONNX folder/.zip for
+    ONNX Runtime) or with a checkpoint pair (--target/--drafter, PyTorch)."""
     from edge_mtp.runtime import generate, trace_lines, write_trace
     from edge_mtp.runtime.torch_backend import open_torch_backend
 
-    if getattr(args, "backend", "python") == "native":
+    args = SimpleNamespace(**opts)
+    _check_run_args(ctx, args)
+    if args.backend == "native":
         return _run_native(args)
     backend, codec, vocab, default_k = _open_run(args)
     prompt = codec.encode(args.prompt) if codec else args.prompt_ids
@@ -142,7 +190,7 @@ def cmd_run(args) -> int:
     if args.trace:
         write_trace(args.trace, lines)
     summary = lines[-1]
-    if args.json:
+    if args.as_json:
         text = codec.decode(gen.tokens) if codec else None
         print(json.dumps({"prompt_ids": prompt, "tokens": gen.tokens, "text": text, "summary": summary}))
     else:
@@ -151,146 +199,109 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _progress():
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), transient=False)
-
-
-def cmd_make_checkpoint(args) -> int:
+# ---- make-checkpoint, demo -----------------------------------------------------------------------------
+@cli.command("make-checkpoint", context_settings=CONTEXT)
+@click.option("--preset", required=True, type=click.Choice(PRESETS),
+              help="tiny-*: CPU-sized with every architectural feature; e2b/e4b: the published shapes (bf16)")
+@click.argument("out_dir", type=OUTPUT, metavar="OUT_DIR")
+@click.option("--seed", metavar="N", type=click.IntRange(min=0), default=0, help="weight initialisation seed")
+@click.option("--distill-steps", metavar="N", type=click.IntRange(min=0), default=0,
+              help="train the drafter on the target's greedy continuations (tiny presets)")
+def make_checkpoint_cmd(preset: str, out_dir: Path, seed: int, distill_steps: int) -> int:
+    """Write a random target + drafter pair in the real HF layout: OUT_DIR/target/ and OUT_DIR/drafter/
+    (OUT_DIR must not exist or be empty; its folder must exist)."""
     from edge_mtp.checkpoints.make import make_checkpoint
 
-    with _progress() as progress:
-        target, drafter = make_checkpoint(args.preset, args.out_dir, seed=args.seed,
-                                          distill_steps=args.distill_steps, progress=progress)
+    with progress() as bars:
+        target, drafter = make_checkpoint(preset, out_dir, seed=seed, distill_steps=distill_steps, progress=bars)
     print(f"target  {target}\ndrafter {drafter}")
     return 0
 
 
-def demo_pair() -> Path:
-    """The built-in demo pair: a Gemma-4-shaped target and its MTP drafter trained on the Python standard
-    library, shipped inside the package (`edge_mtp/demo_pair/`; rebuilt by scripts/make_demo_pair.sh)."""
-    from edge_mtp.train.demo import package_dir
+@cli.command("demo", context_settings=CONTEXT)
+@click.option("--draft-len", metavar="K", type=click.IntRange(min=1), default=3,
+              help="K of the exported demo bundle and of the speculative runs")
+@click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=48, help="tokens generated per run")
+@click.option("--prompt", default=None, show_default="a held-out code prompt of the demo pair", help="prompt text")
+def demo_cmd(draft_len: int, max_new_tokens: int, prompt: str | None) -> int:
+    """Export the shipped demo pair (a small Gemma-4-shaped target + MTP drafter trained on Python's standard
+    library) to a bundle once (in $EDGE_MTP_CACHE, else ~/.cache/edge-mtp/), then generate plainly and
+    speculatively with PyTorch and the bundle: text, tokens/s, and whether they agree."""
+    from edge_mtp.demo import run_demo
 
-    pair = package_dir()
-    if not (pair / "drafter" / "config.json").is_file():
-        raise EdgeMTPError(f"{pair}: the demo pair is missing; rebuild it with `bash scripts/make_demo_pair.sh --install`")
-    return pair
-
-
-def demo_bundle(pair: Path, draft_len: int) -> Path:
-    """The demo pair exported once to an fp32 .litertlm bundle in the cache ($EDGE_MTP_CACHE)."""
-    from edge_mtp.model.checkpoint import checkpoint_id
-
-    root = Path(os.environ.get("EDGE_MTP_CACHE", Path.home() / ".cache" / "edge-mtp"))
-    pair_id = checkpoint_id(pair / "target", pair / "drafter").split(":")[1][:12]
-    bundle = root / f"demo-{pair_id}-k{draft_len}.litertlm"
-    if not bundle.exists():
-        from edge_mtp.export.exporter import ExportOptions, export_litertlm
-
-        print(f"exporting the demo pair to {bundle}")
-        root.mkdir(parents=True, exist_ok=True)
-        with _progress() as progress:
-            export_litertlm(pair / "target", pair / "drafter", bundle,
-                            ExportOptions("fp32", draft_len, DEMO_PREFILL, DEMO_CONTEXT), progress)
-    return bundle
+    return run_demo(draft_len, max_new_tokens, prompt)
 
 
-def speedup_line(bundle: Path, prompts: dict[str, list[list[int]]], k: int, new: int) -> str:
-    """`edge-mtp bench` in one line: measured decode speed at K vs plain decoding on the bundle (LiteRT,
-    Python loop), one held-out prompt per category."""
-    from edge_mtp.bench.measure import TimedBackend, measure_python
-    from edge_mtp.bench.stats import summarize
-    from edge_mtp.runtime.litert_backend import LiteRTBackend
-
-    backend = TimedBackend(LiteRTBackend(bundle))
-    first = [ps[0] for ps in prompts.values()]
-    measure_python(backend, first[0], k, new, "warmup")
-    rows = {kk: summarize([measure_python(backend, p, kk, new, "") for p in first], kk) for kk in (0, k)}
-    plain, spec = rows[0], rows[k]
-    return (f"measured speedup on this machine (LiteRT, Python loop, {len(first)} held-out prompts): K={k} "
-            f"{spec['decode_tok_s']:.0f} vs K=0 {plain['decode_tok_s']:.0f} decode tok/s = "
-            f"{spec['decode_tok_s'] / plain['decode_tok_s']:.2f}x ({spec['mean_tokens_per_round']:.2f} tokens/round; "
-            f"edge-mtp bench {bundle} for the full table)")
-
-
-def cmd_demo(args) -> int:
-    """The built-in default job: export the shipped demo pair to a LiteRT bundle once, generate from a
-    held-out prompt plainly and speculatively with PyTorch and with the bundle, compare, and measure."""
-    from edge_mtp.runtime import LoopConfig, generate, trace_lines
-    from edge_mtp.runtime.litert_backend import LiteRTBackend
-    from edge_mtp.runtime.tokenizer import TextCodec
-    from edge_mtp.runtime.torch_backend import open_torch_backend
-
-    pair = demo_pair()
-    new, k = args.max_new_tokens, args.draft_len
-    bundle = demo_bundle(pair, k)
-    codec = TextCodec(pair / "target")
-    held_out = {c: [codec.encode(t) for t in ts] for c, ts in json.loads((pair / "prompts.json").read_text()).items()}
-    text = args.prompt if args.prompt is not None else json.loads((pair / "prompts.json").read_text())["code"][0]
-    prompt = codec.encode(text)
-    if len(prompt) + new + k + 1 > DEMO_CONTEXT:
-        raise EdgeMTPError(f"--prompt has {len(prompt)} tokens; with --max-new-tokens {new} the bundle's context "
-                           f"of {DEMO_CONTEXT} is exceeded")
-    runs = {}
-    for name, draft_len in (("PyTorch K=0", 0), (f"PyTorch K={k}", k), (f"LiteRT  K={k}", k)):
-        cfg = LoopConfig(draft_len=draft_len, max_new_tokens=new)
-        backend = (LiteRTBackend(bundle) if name.startswith("LiteRT") else
-                   open_torch_backend(pair / "target", pair / "drafter", len(prompt) + new + k + 1)[0])
-        runs[name] = trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)
-    print(f"prompt:\n{text}")
-    print(f"generated (K={k}):\n{codec.decode(runs[f'PyTorch K={k}'][-1]['tokens'])}")
-    for name, lines in runs.items():
-        print(f"{name}: {summary_line(lines[-1])}")
-    plain, spec, lite = (runs[n] for n in runs)
-    rounds = lambda lines: [(r["drafts"], r["accepted"], r["emitted"]) for r in lines[1:-1]]  # noqa: E731
-    ok = plain[-1]["tokens"] == spec[-1]["tokens"] and rounds(spec) == rounds(lite)
-    print(f"speculative output identical to plain greedy: {plain[-1]['tokens'] == spec[-1]['tokens']}; "
-          f"LiteRT bundle trace identical to PyTorch: {rounds(spec) == rounds(lite)}; "
-          f"target passes {spec[-1]['rounds']} vs {plain[-1]['rounds']}")
-    print(speedup_line(bundle, held_out, k, new))
-    return 0 if ok else 1
+# ---- export, inspect, verify ---------------------------------------------------------------------------
+def _export_options(f):
+    for decorator in reversed((
+        click.option("--target", type=PATH, default=None, show_default="the built-in demo pair",
+                     help="target checkpoint folder (HF layout)"),
+        click.option("--drafter", type=PATH, default=None, show_default="the built-in demo pair",
+                     help="MTP drafter checkpoint folder (HF layout), with --target"),
+        click.option("-o", "--output", type=OUTPUT, required=True,
+                     help="the .litertlm bundle to write (--format onnx: a directory, or a .zip)"),
+        click.option("--format", "fmt", type=click.Choice(("litertlm", "onnx")), default="litertlm",
+                     help="litertlm (LiteRT-LM bundle) or onnx (ONNX graphs for onnxruntime)"),
+        click.option("--quant", default="fp32",
+                     help="fp32, fp16, int8, int4 (blockwise), or mixed (int4 + int2 embedding tables; LiteRT only)"),
+        click.option("--draft-len", metavar="K", type=int, default=4, help="K: the verify signature checks K drafts + 1"),
+        click.option("--prefill", type=LENGTHS, default="32,128", help="prefill signature lengths"),
+        click.option("--context", metavar="N", type=int, default=1024, help="K/V cache slots"),
+        click.option("--dense-head", is_flag=True, help="drafter: full-vocab head instead of centroids"),
+    )):
+        f = decorator(f)
+    return f
 
 
-def _lengths(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated lengths, got {text!r}") from None
+def _check_export_output(out: Path, fmt: str) -> None:
+    """The output's name must fit the format: a `.litertlm` file, or an ONNX directory / `.zip`."""
+    if fmt == "litertlm" and out.suffix != ".litertlm":
+        raise EdgeMTPError(f"-o {out}: a LiteRT bundle is written to a .litertlm file "
+                           "(for ONNX graphs pass --format onnx)")
+    if fmt == "onnx" and out.suffix not in ("", ".zip"):
+        raise EdgeMTPError(f"-o {out}: an ONNX export is a directory (no suffix) or a .zip")
 
 
-def _add_export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", type=Path, help="target checkpoint folder (default: the built-in demo pair)")
-    p.add_argument("--drafter", type=Path, help="MTP drafter checkpoint folder")
-    p.add_argument("-o", "--output", type=Path, required=True,
-                   help="the .litertlm bundle to write (--format onnx: a directory, or a .zip)")
-    p.add_argument("--format", choices=("litertlm", "onnx"), default="litertlm",
-                   help="litertlm (LiteRT-LM bundle, default) or onnx (ONNX graphs for onnxruntime)")
-    p.add_argument("--quant", default="fp32", help="fp32, fp16, int8, int4 (blockwise-32) or mixed (LiteRT only)")
-    p.add_argument("--draft-len", type=int, default=4, help="K: the verify signature checks K drafts + 1")
-    p.add_argument("--prefill", type=_lengths, default=(32, 128), help="prefill signature lengths, e.g. 32,128")
-    p.add_argument("--context", type=int, default=1024, help="K/V cache slots")
-    p.add_argument("--dense-head", action="store_true", help="drafter: full-vocab head instead of centroids")
-
-
-def cmd_export(args) -> int:
+def run_export(target: Path | None, drafter: Path | None, output: Path, fmt: str, quant: str, draft_len: int,
+               prefill: tuple[int, ...], context: int, dense_head: bool) -> int:
+    from edge_mtp import demo
     from edge_mtp.export.exporter import ExportOptions, export_litertlm, export_onnx
 
-    if (args.target is None) != (args.drafter is None):
+    if (target is None) != (drafter is None):
         raise EdgeMTPError("give both --target and --drafter, or neither (the built-in demo pair)")
-    target, drafter = args.target, args.drafter
+    _check_export_output(output, fmt)
     if target is None:
-        pair = demo_pair()
+        pair = demo.demo_pair()
+        print(f"no --target/--drafter given: exporting the built-in demo pair in {pair}", file=sys.stderr)
         target, drafter = pair / "target", pair / "drafter"
-    opts = ExportOptions(args.quant, args.draft_len, tuple(args.prefill), args.context, args.dense_head)
-    export = export_onnx if args.format == "onnx" else export_litertlm
-    with _progress() as progress:
-        export(target, drafter, args.output, opts, progress)
-    return cmd_inspect(argparse.Namespace(bundle=args.output))
+    opts = ExportOptions(quant, draft_len, tuple(prefill), context, dense_head)
+    export = export_onnx if fmt == "onnx" else export_litertlm
+    with progress() as bars:
+        export(target, drafter, output, opts, bars)
+    return show_inspect(output)
 
 
-def cmd_inspect(args) -> int:
+EXPORT_HELP = ("Export a target + drafter pair to a .litertlm bundle (LiteRT-LM) or to ONNX graphs, then show "
+               "what was written (as `inspect`).")
+
+
+@cli.command("export", context_settings=CONTEXT, help=EXPORT_HELP + " The same as edge-export.")
+@_export_options
+def export_cmd(**opts) -> int:
+    return run_export(**opts)
+
+
+@click.command("edge-export", context_settings=CONTEXT, help=EXPORT_HELP + " The same as edge-mtp export.")
+@_export_options
+@verbose_option
+@click.pass_context
+def edge_export(ctx: click.Context, verbose: bool, **opts) -> int:
+    _logs(ctx, verbose)
+    return run_export(**opts)
+
+
+def show_inspect(bundle: Path) -> int:
     """Sections, signatures with shapes/dtypes, manifest summary, bytes read per decode step."""
     from rich.console import Console
     from rich.table import Table
@@ -298,8 +309,8 @@ def cmd_inspect(args) -> int:
 
     from edge_mtp.inspect import describe
 
-    info = describe(args.bundle)
-    table = Table(title=str(args.bundle))
+    info = describe(bundle)
+    table = Table(title=str(bundle))
     for column in ("section", "bytes", "signature", "inputs", "outputs"):
         table.add_column(column, overflow="fold")
     for row in info["rows"]:
@@ -311,16 +322,30 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def cmd_verify(args) -> int:
-    """Layered parity report of a bundle against its source checkpoints; exit 1 on any failed check."""
+@cli.command("inspect", context_settings=CONTEXT)
+@click.argument("bundle", type=PATH)
+def inspect_cmd(bundle: Path) -> int:
+    """Show an export's sections or graphs, signatures (shapes, dtypes), manifest, and the bytes read per
+    target decode step."""
+    return show_inspect(bundle)
+
+
+@cli.command("verify", context_settings=CONTEXT)
+@click.argument("bundle", type=PATH)
+@click.option("--target", type=PATH, required=True, help="the target checkpoint folder the export was made from")
+@click.option("--drafter", type=PATH, required=True, help="the drafter checkpoint folder the export was made from")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto",
+              help="the PyTorch reference's dtype: auto = the checkpoint's (e.g. bf16)")
+def verify_cmd(bundle: Path, target: Path, drafter: Path, dtype: str) -> int:
+    """Layered parity report of an export against its source checkpoints; exit 1 on any failed check."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from edge_mtp.verify import verify_bundle
 
-    checks = verify_bundle(args.bundle, args.target, args.drafter)
-    table = Table(title=f"verify {args.bundle}")
+    checks = verify_bundle(bundle, target, drafter, dtype)
+    table = Table(title=f"verify {bundle}")
     for column in ("check", "result", "status"):
         table.add_column(column)
     for c in checks:
@@ -330,100 +355,94 @@ def cmd_verify(args) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
-def cmd_trace_diff(args) -> int:
-    """`trace diff A B`: 0 = parity, 1 = mismatch (first divergence + table), 2 = unreadable input."""
-    from edge_mtp.runtime.tracediff import diff_traces, load_trace, render
-
-    if args.logit_tol < 0:
-        raise EdgeMTPError("--logit-tol must be >= 0")
-    a, b = load_trace(args.a), load_trace(args.b)
-    d = diff_traces(a, b, args.logit_tol)
-    if args.json:
-        print(json.dumps({"match": d.ok, "max_logit_delta": d.max_logit_delta, "logit_tol": d.logit_tol,
-                          "differences": [x.line() for x in d.differences]}))
-    else:
-        render(d, (str(args.a), str(args.b)), rows=args.rows)
-    return 0 if d.ok else 1
+# ---- trace diff ---------------------------------------------------------------------------------------
+@cli.group("trace", context_settings=CONTEXT)
+def trace_group() -> None:
+    """Step-trace tools (edge-mtp-trace/1, docs/trace.md)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-mtp", description="Gemma 4 + MTP drafter speculative decoding")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="speculative generation: PyTorch (--target/--drafter), or an export (LiteRT, ONNX Runtime, native)")
-    _add_run_args(run)
-    run.set_defaults(func=cmd_run)
-    make = sub.add_parser("make-checkpoint", help="write a random target + drafter pair in the real HF layout")
-    make.add_argument("--preset", required=True, choices=("tiny-e2b", "tiny-e4b", "small-e2b", "e2b", "e4b"))
-    make.add_argument("out_dir", type=Path)
-    make.add_argument("--seed", type=_positive, default=0)
-    make.add_argument("--distill-steps", type=_positive, default=0,
-                      help="train the drafter on the target's greedy continuations (tiny presets)")
-    make.set_defaults(func=cmd_make_checkpoint)
-    export = sub.add_parser("export", help="export a target + drafter to a .litertlm bundle or ONNX (= edge-export)")
-    _add_export_args(export)
-    export.set_defaults(func=cmd_export)
-    inspect = sub.add_parser("inspect", help="show an export's sections/graphs, signatures and manifest")
-    inspect.add_argument("bundle", type=Path)
-    inspect.set_defaults(func=cmd_inspect)
-    verify = sub.add_parser("verify", help="parity report of an export against its source checkpoints")
-    verify.add_argument("bundle", type=Path)
-    verify.add_argument("--target", type=Path, required=True)
-    verify.add_argument("--drafter", type=Path, required=True)
-    verify.set_defaults(func=cmd_verify)
-    demo = sub.add_parser("demo", help="run the built-in trained demo pair: plain vs speculative, PyTorch vs LiteRT")
-    demo.add_argument("--draft-len", type=_positive, default=3)
-    demo.add_argument("--prompt", help="prompt text (default: a held-out code prompt of the demo pair)")
-    demo.add_argument("--max-new-tokens", type=int, default=48)
-    demo.set_defaults(func=cmd_demo)
-    from edge_mtp.runtime.tracediff import DEFAULT_LOGIT_TOL
+@trace_group.command("diff", context_settings=CONTEXT)
+@click.argument("a", type=PATH)
+@click.argument("b", type=PATH)
+@click.option("--logit-tol", metavar="X", type=click.FloatRange(min=0), default=DEFAULT_LOGIT_TOL,
+              help="max |difference| of top-logit values (same-machine runs: 1e-4 or less)")
+@click.option("--ignore-model", is_flag=True,
+              help="compare runs of different model ids, e.g. the LiteRT and ONNX exports of the same checkpoints "
+                   "(the ids are printed as a note)")
+@click.option("--rows", metavar="N", type=click.IntRange(min=0), default=24, help="rounds shown in the table")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict and differences as JSON")
+def trace_diff_cmd(a: Path, b: Path, logit_tol: float, ignore_model: bool, rows: int, as_json: bool) -> int:
+    """Compare trace A with trace B (e.g. a device trace with the Python reference): header, every round's
+    drafts/target/accepted/emitted, top logits within --logit-tol, summary. Timings and `implementation`
+    are ignored; `model` must match unless --ignore-model. Exit 0 match, 1 mismatch, 2 unreadable input."""
+    from edge_mtp.runtime.tracediff import diff_files
 
-    trace = sub.add_parser("trace", help="step-trace tools (edge-mtp-trace/1)")
-    trace_sub = trace.add_subparsers(dest="trace_command", required=True)
-    diff = trace_sub.add_parser("diff", help="compare two step traces round by round; exit 1 on mismatch",
-                                description="Compare trace A with trace B (e.g. a device trace with the Python "
-                                            "reference): header, every round's drafts/target/accepted/emitted, "
-                                            "top logits within --logit-tol, summary. Timings and `implementation` "
-                                            "are ignored; `model` must match. Exit 0 match, 1 mismatch, 2 "
-                                            "unreadable input.")
-    diff.add_argument("a", type=Path)
-    diff.add_argument("b", type=Path)
-    diff.add_argument("--logit-tol", type=float, default=DEFAULT_LOGIT_TOL,
-                      help=f"max |difference| of top-logit values (default {DEFAULT_LOGIT_TOL:g}; "
-                           "same-machine runs: 1e-4 or less)")
-    diff.add_argument("--rows", type=int, default=24, help="rounds shown in the table (default 24)")
-    diff.add_argument("--json", action="store_true", help="print the verdict and differences as JSON")
-    diff.set_defaults(func=cmd_trace_diff)
-    # `bench` and `profile summarize`
-    from edge_mtp.bench.cli import add_parsers as add_bench_parsers
-
-    add_bench_parsers(sub)
-    from edge_mtp.train.cli import add_parser as add_train_parser  # `train-drafter`
-
-    add_train_parser(sub)
-    return parser
+    return diff_files(a, b, logit_tol, ignore_model, rows, as_json)
 
 
-def _guarded(func, *args) -> int:
+def _add_commands() -> None:
+    from edge_mtp.bench.cli import bench, profile
+    from edge_mtp.train.cli import train_drafter_cmd
+
+    cli.add_command(bench)
+    cli.add_command(profile)
+    cli.add_command(train_drafter_cmd)
+
+
+_add_commands()
+
+
+# ---- entry points -------------------------------------------------------------------------------------
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `with` block cleans up (temporary export folders
+    hold gigabytes at full size) before the process exits."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _usage_line(e: click.ClickException) -> str:
+    where = getattr(e, "ctx", None)
+    message = " ".join(e.format_message().split())  # one line, whatever click wrapped
+    return f"{where.command_path}: {message}" if where is not None else message
+
+
+def _invoke(command: click.Command, argv: list[str] | None, prog: str) -> int:
+    """Run a click command without its standalone mode: usage errors and EdgeMTPError are one line with
+    exit 2, Ctrl-C 130, SIGTERM 143 (after cleanup); the command's return value is the exit code."""
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return func(*args)
+        rc = command.main(args, prog_name=prog, standalone_mode=False, obj={"console": argv is None})
+        return rc if isinstance(rc, int) else 0
+    except click.exceptions.NoArgsIsHelpError as e:
+        print(e.format_message(), file=sys.stderr)
+        return 2
+    except click.ClickException as e:
+        print(f"error: {_usage_line(e)}", file=sys.stderr)
+        return 2
     except EdgeMTPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return _guarded(args.func, args)
+    """`edge-mtp`."""
+    return _invoke(cli, argv, "edge-mtp")
 
 
 def export_main(argv: list[str] | None = None) -> int:
     """`edge-export`: the same as `edge-mtp export`."""
-    parser = argparse.ArgumentParser(prog="edge-export", description="Gemma 4 + MTP drafter -> .litertlm bundle or ONNX")
-    _add_export_args(parser)
-    return _guarded(cmd_export, parser.parse_args(argv))
+    return _invoke(edge_export, argv, "edge-export")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""What is inside an export (.litertlm bundle or ONNX directory): sections/graphs, signatures with shapes and dtypes, manifest, bytes per decode step."""
+"""What is inside an export (.litertlm bundle or ONNX directory): sections/graphs, signatures with
+shapes and dtypes, manifest, bytes per decode step (LiteRT sections read from their flatbuffers, ONNX
+graphs through onnxruntime)."""
 
 from __future__ import annotations
 
@@ -6,24 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_mtp import contract as c
 from edge_mtp.litertlm import read_bundle
-from edge_mtp.quantize import weight_bytes
 
 
-def _signature_rows(data: bytes) -> list[tuple[str, str, str]]:
-    from ai_edge_litert.interpreter import Interpreter
+def _io(tensors: dict[str, tuple[list[int], str]]) -> str:
+    shown = ", ".join(f"{k} {shape} {dtype}" for k, (shape, dtype) in sorted(tensors.items()) if not c.is_kv(k))
+    kv = sum(c.is_kv(k) for k in tensors)
+    return shown + (f", {kv} kv_cache_*" if kv else "")
 
-    interpreter = Interpreter(model_content=data)
-    rows = []
-    for name in interpreter.get_signature_list():
-        runner = interpreter.get_signature_runner(name)
-        fmt = lambda d: ", ".join(  # noqa: E731
-            f"{k} {v['shape'].tolist()} {np.dtype(v['dtype']).name}" for k, v in sorted(d.items())
-            if not k.startswith("kv_cache_"))
-        kv = sum(k.startswith("kv_cache_") for k in runner.get_input_details())
-        rows.append((name, fmt(runner.get_input_details()) + (f", {kv} kv_cache_*" if kv else ""),
-                     fmt(runner.get_output_details())))
-    return rows
+
+def _signature_rows(data) -> list[tuple[str, str, str]]:
+    return [(name, _io(sig["inputs"]), _io(sig["outputs"])) for name, sig in c.tflite_signatures(data).items()]
 
 
 def _summary(manifest: dict, model_id: str, decoder_weights: int) -> dict:
@@ -40,10 +36,7 @@ def _summary(manifest: dict, model_id: str, decoder_weights: int) -> dict:
 
 
 def _onnx_io(values) -> str:
-    kv = sum(v.name.startswith(("kv_cache_", "out_kv_cache_")) for v in values)
-    shown = [f"{v.name} {list(v.shape)} {v.type.removeprefix('tensor(').removesuffix(')')}" for v in values
-             if not v.name.startswith(("kv_cache_", "out_kv_cache_"))]
-    return ", ".join(shown) + (f", {kv} kv_cache_*" if kv else "")
+    return _io({v.name: (list(v.shape), v.type.removeprefix("tensor(").removesuffix(")")) for v in values})
 
 
 def describe_onnx(path: Path | str) -> dict:
@@ -54,9 +47,11 @@ def describe_onnx(path: Path | str) -> dict:
     rows = []
     for graph, meta in sorted(backend.manifest["graphs"].items()):
         session = backend.sessions[graph]
-        rows.append((meta["file"], meta["bytes"], graph, _onnx_io(session.get_inputs()), _onnx_io(session.get_outputs())))
+        rows.append((meta["file"], meta["bytes"], graph, _onnx_io(session.get_inputs()),
+                     _onnx_io(session.get_outputs())))
     weights = backend.manifest["graphs"]["target"]["bytes"]  # graph + .onnx.data: (almost) all initializers
-    return {"rows": rows, "summary": _summary(backend.manifest, backend.model_id, weights), "manifest": backend.manifest}
+    summary = _summary(backend.manifest, backend.model_id, weights)
+    return {"rows": rows, "summary": summary, "manifest": backend.manifest}
 
 
 def describe(path: Path | str) -> dict:
@@ -70,13 +65,13 @@ def describe(path: Path | str) -> dict:
     decoder_weights = 0
     for section in bundle.sections:
         size = section.end - section.begin
-        if not section.kind.startswith("tf_lite_"):
+        if section.kind not in c.SECTIONS:
             rows.append((section.kind, size, "", "", ""))
             continue
-        data = bundle.read(section)
+        data = bundle.view(section)
         for i, (sig, inputs, outputs) in enumerate(_signature_rows(data)):
             rows.append((section.kind if i == 0 else "", size if i == 0 else "", sig, inputs, outputs))
-        if section.kind == "tf_lite_prefill_decode":
-            decoder_weights = sum(weight_bytes(data).values())
-    summary = _summary(manifest, "sha256:" + bundle.manifest_sha256()[:16], decoder_weights)
+        if section.kind == c.PREFILL_DECODE:
+            decoder_weights = sum(c.tflite_weight_bytes(data).values())
+    summary = _summary(manifest, bundle.model_id(), decoder_weights)
     return {"rows": rows, "summary": summary, "manifest": manifest}

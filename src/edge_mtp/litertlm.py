@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_mtp.atomic import atomic_write
+from edge_mtp.contract import model_id
 from edge_mtp.errors import EdgeMTPError
 
 MAGIC = b"LITERTLM"
@@ -43,6 +44,15 @@ class Bundle:
             f.seek(section.begin)
             return f.read(section.end - section.begin)
 
+    def view(self, section: Section) -> memoryview:
+        """A read-only view of a section through a file mapping: nothing is read until it is touched (a
+        full-size bundle's sections are gigabytes; reading a signature list touches a few pages)."""
+        import mmap
+
+        with open(self.path, "rb") as f:
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return memoryview(mapping)[section.begin:section.end]
+
     def find(self, kind: str) -> Section | None:
         return next((s for s in self.sections if s.kind == kind), None)
 
@@ -63,7 +73,8 @@ class Bundle:
         except zlib.error:
             raise EdgeMTPError(f"{self.path}: corrupt tokenizer section") from None
 
-    def _manifest_bytes(self) -> bytes:
+    def manifest_bytes(self) -> bytes:
+        """The manifest section as stored (its hash is the bundle's id, `edge_mtp.contract.model_id`)."""
         for s in self.sections:
             if s.items.get(MANIFEST_TAG[0]) == MANIFEST_TAG[1]:
                 return self.read(s)
@@ -71,13 +82,13 @@ class Bundle:
 
     def manifest(self) -> dict:
         try:
-            return json.loads(self._manifest_bytes())
+            return json.loads(self.manifest_bytes())
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise EdgeMTPError(f"{self.path}: the edge-mtp manifest section is not valid JSON") from None
 
-    def manifest_sha256(self) -> str:
-        """The bundle's id in traces: the manifest records every section's sha256."""
-        return hashlib.sha256(self._manifest_bytes()).hexdigest()
+    def model_id(self) -> str:
+        """The bundle's id in traces (`edge_mtp.contract.model_id`)."""
+        return model_id(self.manifest_bytes())
 
 
 def _kv(pair) -> tuple[str, object]:
@@ -147,8 +158,9 @@ def write_bundle(out: Path, models: dict[str, Path], tokenizer_json: Path | None
     """Pack the sections into `out` atomically; the bytes depend only on the inputs."""
     from litert_lm_builder import litertlm_builder as lb
 
+    # The manifest records every section's sha256, so hashing it (not gigabytes of sections) names the content.
     digest = hashlib.sha256()
-    for p in [*models.values(), *(p for p in (tokenizer_json, manifest_json) if p)]:
+    for p in (p for p in (tokenizer_json, manifest_json) if p):
         digest.update(Path(p).read_bytes())
     metadata_path = workdir / "llm_metadata.pb"
     metadata_path.write_bytes(llm_metadata)

@@ -1,28 +1,31 @@
 """`edge-mtp verify EXPORT --target DIR --drafter DIR`: the layered parity report a user runs after export
 (a .litertlm bundle or an ONNX export; the same table for both, so formats compare side by side).
 
-1. graphs: the bundle's prefill/decode, verify and drafter graphs against the PyTorch model on the same
+1. graphs: the export's prefill/decode, verify and drafter graphs against the PyTorch model on the same
    inputs (max |logit difference|, top-1 agreement);
 2. teacher-forced top-1 agreement with PyTorch's greedy continuation of each prompt;
-3. greedy speculative loop: the bundle's trace against the PyTorch backend's (drafts, acceptance,
+3. greedy speculative loop: the export's trace against the PyTorch backend's (drafts, acceptance,
    tokens) and both acceptance rates.
 
-A float32 bundle must match (logits within `FLOAT_TOLERANCE`, identical traces). For a quantized one
-the numbers are reported, not judged: how far int8/int4 may drift depends on the model (a random tiny
-model loses most top-1 agreement even to PyTorch fake-quantization), so only running at all is required.
+The PyTorch reference runs first and is freed before the export is opened, so the peak memory is the
+larger of the two, not their sum (a full-size E2B in bf16 plus its int4 bundle would not fit in 12 GB).
+A float32 export checked against a float32 reference must match (logits within `FLOAT_TOLERANCE`,
+identical traces). Everything else is reported, not judged: how far int8/int4 (or a bf16 reference) may
+drift depends on the model (a random tiny model loses most top-1 agreement even to PyTorch
+fake-quantization), so only running at all is required.
 """
 
 from __future__ import annotations
 
+import gc
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edge_mtp.runtime import LoopConfig, generate
-from edge_mtp.runtime.open import open_export
-from edge_mtp.runtime.torch_backend import open_torch_backend
+from edge_mtp.runtime.backend import TargetStep
 from edge_mtp.runtime.views import drafter_views
 
 FLOAT_TOLERANCE = 1e-3  # any checkpoint: sharp attention amplifies fp32 rounding (tiny presets: <= 1.5e-5)
@@ -34,7 +37,7 @@ class Check:
     name: str
     value: str
     ok: bool
-    judged: bool = True  # False: reported only (quantized bundles)
+    judged: bool = True  # False: reported only (quantized exports, bf16 reference)
 
 
 def _prompts(vocab: int, drafter: Path) -> list[list[int]]:
@@ -46,41 +49,87 @@ def _prompts(vocab: int, drafter: Path) -> list[list[int]]:
     return ([json.loads(distilled.read_text())[0]] if distilled.is_file() else []) + random
 
 
-def _graphs(exported, ref, prompt: list[int], tol: float | None) -> list[Check]:
-    checks = []
-    a, b = exported.prefill(prompt), ref.prefill(prompt)
-    steps = [("prefill logits (last position)", a, b)]
-    extra = [prompt[-1] % 97 + 107 + i for i in range(exported.verify_len)]
-    a2, b2 = exported.verify(extra, len(prompt)), ref.verify(extra, len(prompt))
-    steps.append(("verify logits", a2, b2))
-    for name, x, y in steps:
-        diff = float(np.abs(x.logits - y.logits).max())
-        top1 = float(np.mean(x.logits.argmax(-1) == y.logits.argmax(-1)))
-        checks.append(Check(name, f"max |diff| {diff:.2e}, top-1 {top1:.0%}", tol is None or diff <= tol,
-                            tol is not None))
-    if exported.drafter is not None:
-        q = len(prompt) + 2
-        views = drafter_views(len(prompt), len(prompt) + exported.verify_len - 1, q + 1, exported.sliding_window)
-        (la, ca), (lb, cb) = exported.draft(extra[2], b2.hidden[1], q, views), ref.draft(extra[2], b2.hidden[1], q, views)
+def _rounds(gen) -> list[tuple]:
+    return [(r.drafts, r.accepted, r.emitted) for r in gen.rounds]
+
+
+def _rate(gen) -> float:
+    return sum(r.accepted for r in gen.rounds) / max(1, sum(len(r.drafts) for r in gen.rounds))
+
+
+@dataclass
+class Probe:
+    """The graph-level inputs both sides run (from the last prompt) and the reference's outputs."""
+
+    prompt: list[int]
+    extra: list[int]  # verify tokens after the prompt
+    draft_token: int
+    draft_position: int
+    views: object
+    outputs: dict[str, object] = field(default_factory=dict)
+
+
+def _probe(prompt: list[int], verify_len: int, window: int) -> Probe:
+    extra = [prompt[-1] % 97 + 107 + i for i in range(verify_len)]
+    q = len(prompt) + 2
+    views = drafter_views(len(prompt), len(prompt) + verify_len - 1, q + 1, window)
+    return Probe(prompt, extra, extra[2], q, views)
+
+
+def _run_graphs(backend, probe: Probe, carry: np.ndarray | None) -> dict:
+    out = {"prefill": backend.prefill(probe.prompt), "verify": backend.verify(probe.extra, len(probe.prompt))}
+    carry = out["verify"].hidden[1] if carry is None else carry
+    out["carry"] = carry
+    if getattr(backend, "drafter", None) is not None:
+        out["draft"] = backend.draft(probe.draft_token, carry, probe.draft_position, probe.views)
+    return out
+
+
+def _teacher_forced(backend, prompt: list[int], continuation: list[int], chunk: int) -> list[int]:
+    """The backend's argmax at every position of prompt + continuation (fed in chunks, as verify does)."""
+    picks = [int(backend.prefill(prompt).logits[-1].argmax())]
+    seq, pos = prompt + continuation, len(prompt)
+    while pos < len(seq) - 1:
+        part = seq[pos:pos + chunk]
+        logits = backend.verify(part, pos).logits
+        picks += [int(logits[i].argmax()) for i in range(len(part)) if pos + i + 1 < len(seq)]
+        pos += len(part)
+    return picks
+
+
+@dataclass
+class Reference:
+    graphs: dict
+    plain: list[list[int]]  # greedy continuation per prompt
+    speculative: list  # Generation per prompt
+
+
+def _reference(target: Path, drafter: Path, dtype: str, context: int, k: int, prompts, probe: Probe) -> Reference:
+    from edge_mtp.runtime.torch_backend import open_torch_backend
+
+    ref, _, _ = open_torch_backend(target, drafter, context=context, dtype=dtype)
+    graphs = _run_graphs(ref, probe, None)
+    plain = [generate(ref, p, LoopConfig(draft_len=0, max_new_tokens=NEW_TOKENS)).tokens for p in prompts]
+    spec = [generate(ref, p, LoopConfig(draft_len=k, max_new_tokens=NEW_TOKENS)) for p in prompts]
+    return Reference(graphs, plain, spec)
+
+
+def _compare_step(name: str, a: TargetStep, b: TargetStep, tol: float | None) -> Check:
+    diff = float(np.abs(a.logits - b.logits).max())
+    top1 = float(np.mean(a.logits.argmax(-1) == b.logits.argmax(-1)))
+    return Check(name, f"max |diff| {diff:.2e}, top-1 {top1:.0%}", tol is None or diff <= tol, tol is not None)
+
+
+def _graph_checks(ours: dict, ref: dict, tol: float | None) -> list[Check]:
+    checks = [_compare_step("prefill logits (last position)", ours["prefill"], ref["prefill"], tol),
+              _compare_step("verify logits", ours["verify"], ref["verify"], tol)]
+    if "draft" in ours and "draft" in ref:
+        (la, ca), (lb, cb) = ours["draft"], ref["draft"]
         diff = max(float(np.abs(la - lb).max()), float(np.abs(ca - cb).max()))
         same = int(la.argmax()) == int(lb.argmax())
         checks.append(Check("drafter step logits+carry", f"max |diff| {diff:.2e}, same argmax {same}",
                             tol is None or diff <= tol, tol is not None))
     return checks
-
-
-def _agreement(exported, ref_tokens: list[int], prompt: list[int]) -> float:
-    """Teacher-forced: how often the bundle's argmax equals PyTorch's greedy token."""
-    out = exported.prefill(prompt)
-    hits = [int(out.logits[-1].argmax()) == ref_tokens[0]]
-    seq = prompt + ref_tokens
-    pos = len(prompt)
-    while pos < len(seq) - 1:
-        chunk = seq[pos:pos + exported.verify_len]
-        logits = exported.verify(chunk, pos).logits
-        hits += [int(logits[i].argmax()) == seq[pos + i + 1] for i in range(len(chunk)) if pos + i + 1 < len(seq)]
-        pos += len(chunk)
-    return float(np.mean(hits))
 
 
 def _size(manifest: dict) -> Check:
@@ -90,29 +139,42 @@ def _size(manifest: dict) -> Check:
     return Check(f"size ({manifest['options']['quant']})", f"{total / 1e6:.1f} MB ({detail})", True, False)
 
 
-def verify_bundle(bundle: Path, target: Path, drafter: Path) -> list[Check]:
+def _export_manifest(path: Path) -> dict:
+    """The export's manifest without loading its graphs (the reference runs first)."""
+    from edge_mtp.runtime.open import read_manifest
+
+    return read_manifest(path)
+
+
+def verify_bundle(bundle: Path, target: Path, drafter: Path, dtype: str = "auto") -> list[Check]:
+    """The report's checks; `dtype` is the PyTorch reference's (auto: the checkpoint's own)."""
+    from edge_mtp.model.checkpoint import resolve_dtype
+    from edge_mtp.model.config import load_target_config
+    from edge_mtp.runtime.open import open_export
+
+    manifest = _export_manifest(bundle)
+    ref_dtype = resolve_dtype(dtype, load_target_config(target).dtype)
+    float_pair = manifest["options"]["quant"] == "fp32" and str(ref_dtype) == "torch.float32"
+    tol = FLOAT_TOLERANCE if float_pair else None
+    k, context = int(manifest["draft_len"]), int(manifest["context"])
+    prompts = _prompts(int(manifest["vocab_size"]), drafter)
+    probe = _probe(prompts[-1], k + 1, int(manifest["sliding_window"]))
+    reference = _reference(target, drafter, dtype, context, k, prompts, probe)
+    gc.collect()  # the reference model's weights go before the export's arrive
+
     exported = open_export(bundle)
-    manifest = exported.manifest
-    quantized = manifest["options"]["quant"] != "fp32"
-    tol = None if quantized else FLOAT_TOLERANCE
-    ref, _, _ = open_torch_backend(target, drafter, context=exported.context, dtype="float32")
-    k = exported.draft_len
-    checks: list[Check] = [_size(manifest)]
-    prompts = _prompts(exported.vocab_size, drafter)
-    checks += _graphs(exported, ref, prompts[-1], tol)
+    checks: list[Check] = [_size(manifest), Check("PyTorch reference dtype", str(ref_dtype).removeprefix("torch."),
+                                                  True, False)]
+    checks += _graph_checks(_run_graphs(exported, probe, reference.graphs["carry"]), reference.graphs, tol)
     distilled = len(prompts) == 3
-    for i, prompt in enumerate(prompts):
+    for i, (prompt, plain, theirs) in enumerate(zip(prompts, reference.plain, reference.speculative, strict=True)):
         name = f"prompt {i}" + (" (distilled)" if distilled and i == 0 else "")
-        cfg = LoopConfig(draft_len=k, max_new_tokens=NEW_TOKENS)
-        ours, theirs = generate(exported, prompt, cfg), generate(ref, prompt, cfg)
-        plain = generate(ref, prompt, LoopConfig(draft_len=0, max_new_tokens=NEW_TOKENS)).tokens
-        agree = _agreement(exported, plain, prompt)
-        checks.append(Check(f"{name}: top-1 agreement (teacher-forced)", f"{agree:.1%}",
-                            tol is None or agree == 1.0, tol is not None))
-        same = [(r.drafts, r.accepted, r.emitted) for r in ours.rounds] == \
-               [(r.drafts, r.accepted, r.emitted) for r in theirs.rounds]
-        rate = lambda g: sum(r.accepted for r in g.rounds) / max(1, sum(len(r.drafts) for r in g.rounds))  # noqa
-        checks.append(Check(f"{name}: greedy K={k} trace vs PyTorch",
-                            f"{'identical' if same else 'differs'}; acceptance {rate(ours):.1%} vs {rate(theirs):.1%}",
-                            same or quantized, not quantized))
+        picks = _teacher_forced(exported, prompt, plain, exported.verify_len)
+        agree = float(np.mean([a == b for a, b in zip(picks, plain, strict=True)]))
+        checks.append(Check(f"{name}: top-1 agreement (teacher-forced)", f"{agree:.1%}", tol is None or agree == 1.0,
+                            tol is not None))
+        ours = generate(exported, prompt, LoopConfig(draft_len=k, max_new_tokens=NEW_TOKENS))
+        same = _rounds(ours) == _rounds(theirs)
+        verdict = f"{'identical' if same else 'differs'}; acceptance {_rate(ours):.1%} vs {_rate(theirs):.1%}"
+        checks.append(Check(f"{name}: greedy K={k} trace vs PyTorch", verdict, same or tol is None, tol is not None))
     return checks

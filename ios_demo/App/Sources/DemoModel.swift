@@ -133,7 +133,7 @@ final class DemoModel: ObservableObject {
         UIApplication.shared.isIdleTimerDisabled = false
     }
 
-    /// Writes the last generation's step trace (trace-v1) to Documents/traces/.
+    /// Writes the last generation's step trace (docs/trace.md) to Documents/traces/.
     func writeTrace() {
         guard let g = lastGeneration else { return }
         let dir = Self.documents.appendingPathComponent("traces", isDirectory: true)

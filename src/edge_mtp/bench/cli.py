@@ -1,74 +1,67 @@
-"""`edge-mtp bench` and `edge-mtp profile summarize` (added to the main parser by `add_parsers`)."""
+"""`edge-mtp bench` and `edge-mtp profile summarize` (click commands the main group adds)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import click
 
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated draft lengths, got {text!r}") from None
-    if not ks or min(ks) < 0:
-        raise argparse.ArgumentTypeError(f"expected non-negative draft lengths, got {text!r}")
-    return ks
+from edge_mtp.console import CONTEXT, DRAFT_LENS, OUTPUT
 
 
-def cmd_bench(args) -> int:
+@click.command("bench", context_settings=CONTEXT)
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--backend", type=click.Choice(("litert", "onnx", "native")), default=None,
+              show_default="by the export: litert for .litertlm, onnx for ONNX",
+              help="the runtime measured; native = the C core (native/build/edge-mtp-native)")
+@click.option("--prompts", default="builtin",
+              help="builtin (code, rewrite, free-form, chat) or a JSON file: [prompt, ...] or "
+                   "{category: [prompt, ...]}, a prompt being text or token ids")
+@click.option("--draft-len", "draft_lens", type=DRAFT_LENS, default="0,1,2,3,4",
+              help="draft lengths K to sweep (K=0, plain decoding, always runs)")
+@click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=64, help="tokens per generation")
+@click.option("--repetitions", metavar="N", type=click.IntRange(min=1), default=1, help="measured generations per prompt and K")
+@click.option("--warmup", metavar="N", type=click.IntRange(min=0), default=1, help="unmeasured generations before each K")
+@click.option("--threads", metavar="N", type=click.IntRange(min=1), default=2, help="CPU threads of the LiteRT / ONNX Runtime backends")
+@click.option("--bandwidth-mib", metavar="N", type=click.IntRange(min=1), default=512,
+              help="array size of the memory-bandwidth copy")
+@click.option("--json", "json_out", type=OUTPUT, help="write the full result here (its folder must exist)")
+@click.option("--report", type=OUTPUT,
+              help="write PNG plots and report.html into this directory (created; its parent must exist)")
+def bench(bundle: Path, backend: str | None, prompts: str, draft_lens: tuple[int, ...], max_new_tokens: int,
+          repetitions: int, warmup: int, threads: int, bandwidth_mib: int, json_out: Path | None,
+          report: Path | None) -> int:
+    """Sweep the draft length K over an export (BUNDLE: .litertlm, or an ONNX folder/.zip): rates,
+    acceptance per draft slot, measured and predicted speedup; tables, JSON, plots."""
     from edge_mtp.bench.report import print_tables, write_json, write_report
     from edge_mtp.bench.runner import BenchConfig, run_bench
 
-    cfg = BenchConfig(args.bundle, args.backend, args.prompts, args.draft_len, args.max_new_tokens,
-                      args.repetitions, args.warmup, args.threads, args.bandwidth_mib)
+    cfg = BenchConfig(bundle, backend, prompts, draft_lens, max_new_tokens, repetitions, warmup, threads,
+                      bandwidth_mib)
     result = run_bench(cfg)
     print_tables(result)
-    if args.json:
-        write_json(result, args.json)
-        print(f"wrote {args.json}")
-    if args.report:
-        for path in write_report(result, args.report):
+    if json_out:
+        write_json(result, json_out)
+        print(f"wrote {json_out}")
+    if report:
+        for path in write_report(result, report):
             print(f"wrote {path}")
     return 0
 
 
-def cmd_profile_summarize(args) -> int:
+@click.group("profile", context_settings=CONTEXT)
+def profile() -> None:
+    """Device energy profiling results (profiling/README.md)."""
+
+
+@profile.command("summarize", context_settings=CONTEXT)
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--json", "json_out", type=OUTPUT, default=None, show_default="DIR/energy_summary.json",
+              help="write the summary here")
+@click.option("--package", default="dev.edgemtp.demo", help="app package for batterystats estimates")
+def summarize(directory: Path, json_out: Path | None, package: str) -> int:
+    """J/token per run in a results folder DIR (profiling/README.md: layout), MTP on vs off."""
     from edge_mtp.profiling.__main__ import main
 
-    argv = ["summarize", str(args.dir), "--package", args.package]
-    return main(argv + (["--json", str(args.json)] if args.json else []))
-
-
-def add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="sweep the draft length K over an export: rates, acceptance, speedup, report")
-    p.add_argument("bundle", type=Path, help=".litertlm bundle, or ONNX export directory/.zip")
-    p.add_argument("--backend", choices=("litert", "onnx", "native"), default=None,
-                   help="default: by the export (litert for .litertlm, onnx for ONNX); native = the C core")
-    p.add_argument("--prompts", default="builtin",
-                   help="builtin (code, rewrite, free-form, chat) or a JSON file: [prompt, ...] or "
-                        "{category: [prompt, ...]}, a prompt being text or token ids")
-    p.add_argument("--draft-len", type=_ks, default=(0, 1, 2, 3, 4), help="draft lengths K to sweep (0 always runs)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--repetitions", type=int, default=1, help="measured generations per prompt and K")
-    p.add_argument("--warmup", type=int, default=1, help="unmeasured generations before each K")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads of the LiteRT / ONNX Runtime backends")
-    p.add_argument("--bandwidth-mib", type=int, default=512, help="array size of the memory-bandwidth copy")
-    p.add_argument("--json", type=Path, help="write the full result here")
-    p.add_argument("--report", type=Path, help="write PNG plots and report.html into this directory")
-    p.set_defaults(func=cmd_bench)
-
-
-def add_profile(sub) -> None:
-    p = sub.add_parser("profile", help="device energy profiling results (profiling/README.md)")
-    psub = p.add_subparsers(dest="profile_command", required=True)
-    s = psub.add_parser("summarize", help="J/token per run in a results folder, MTP on vs off")
-    s.add_argument("dir", type=Path, help="results folder (profiling/README.md: layout)")
-    s.add_argument("--json", type=Path, help="write the summary here (default DIR/energy_summary.json)")
-    s.add_argument("--package", default="dev.edgemtp.demo", help="app package for batterystats estimates")
-    s.set_defaults(func=cmd_profile_summarize)
-
-
-def add_parsers(sub) -> None:
-    add_bench(sub)
-    add_profile(sub)
+    argv = ["summarize", str(directory), "--package", package]
+    return main(argv + (["--json", str(json_out)] if json_out else []))

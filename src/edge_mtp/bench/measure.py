@@ -7,13 +7,9 @@ from its own step trace (`ms.draft`, `ms.verify` per round; a draft step = the r
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from edge_mtp.errors import EdgeMTPError
 
 
 @dataclass
@@ -77,21 +73,10 @@ def measure_python(backend: TimedBackend, prompt: list[int], k: int, new: int, c
     return sample
 
 
-def _native_trace(bundle: Path, prompt: list[int], k: int, new: int) -> list[dict]:
-    from edge_mtp.runtime.native import run_native
-
-    with tempfile.TemporaryDirectory() as d:
-        trace = Path(d) / "trace.jsonl"
-        proc = run_native(bundle, ["--prompt-ids", ",".join(map(str, prompt)), "--draft-len", str(k),
-                                   "--max-new-tokens", str(new), "--trace", str(trace)], capture=True)
-        if proc.returncode:
-            tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
-            raise EdgeMTPError(f"edge-mtp-native failed (exit {proc.returncode}): {tail[0]}")
-        return [json.loads(s) for s in trace.read_text().splitlines() if s.strip()]
-
-
 def measure_native(bundle: Path, prompt: list[int], k: int, new: int, category: str) -> Sample:
-    lines = _native_trace(bundle, prompt, k, new)
+    from edge_mtp.runtime.native import native_trace
+
+    lines = native_trace(bundle, prompt, new, draft_len=k)
     rounds = [x for x in lines if x["type"] == "round"]
     first, rest = rounds[0], rounds[1:]
     sample = Sample(category, k, len(prompt), len(lines[-1]["tokens"]), first["ms"]["verify"] / 1000.0,

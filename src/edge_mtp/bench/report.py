@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from edge_mtp.atomic import atomic_write
+from edge_mtp.atomic import atomic_write, require_parent
 
 PLOTS = ("acceptance", "tok_s", "latency", "predicted")
 COLUMNS = ("K", "TTFT ms", "prefill tok/s", "decode tok/s", "tok/round", "accept/slot", "speedup",
@@ -45,7 +45,13 @@ def headline(result: dict) -> list[str]:
     memory = (f"memory bandwidth {m['memory_bandwidth_gb_s']:.1f} GB/s ({m['bandwidth_method']}); bytes per "
               f"target step {mb(b['total'])} MB (weights {mb(b['weights'])} + K/V {mb(b['kv_cache'])})")
     best = f"best K measured: {result['best_k']}; best K predicted: {result['best_k_predicted']}"
-    return [setup, f"{m['cpu']}, {m['cores']} cores; {load}", memory, best]
+    lines = [setup, f"{m['cpu']}, {m['cores']} cores; {load}", memory, best]
+    export_k = result["export_draft_len"]
+    smaller = [r["draft_len"] for r in result["results"] if 0 < r["draft_len"] < export_k]
+    if smaller and result["backend"] != "onnx":  # ONNX's target graph takes any T
+        lines.append(f"K={','.join(map(str, smaller))}: below the bundle's K={export_k}, so each round runs the "
+                     f"K={export_k} verify signature with padding rows (it costs a full verify)")
+    return lines
 
 
 def _load(values) -> str:
@@ -80,7 +86,6 @@ def markdown_table(result: dict) -> str:
 
 
 def write_json(result: dict, path: Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         json.dump(result, f, indent=1)
 
@@ -89,8 +94,8 @@ def write_report(result: dict, directory: Path) -> list[Path]:
     """DIR/<plot>.png for each plot and DIR/report.html (the tables and the PNGs embedded as base64)."""
     from edge_mtp.bench import plots
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = require_parent(directory)
+    directory.mkdir(exist_ok=True)  # DIR itself is created, never its parents
     pngs = [plots.save(name, result, directory / f"{name}.png") for name in PLOTS]
     page = directory / "report.html"
     with atomic_write(page) as f:

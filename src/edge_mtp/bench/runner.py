@@ -48,7 +48,7 @@ class _Export:
 
             bundle = read_bundle(cfg.bundle)
             self.manifest, self.tokenizer_json = bundle.manifest(), bundle.tokenizer_json()
-            self.model_id, self.runner = "sha256:" + bundle.manifest_sha256()[:16], None
+            self.model_id, self.runner = bundle.model_id(), None
         else:
             from edge_mtp.runtime.open import open_export
 
@@ -78,9 +78,10 @@ def step_bytes(path: Path, manifest: dict, backend: str) -> dict:
         weights = int(manifest["graphs"]["target"]["bytes"])
     else:
         from edge_mtp.litertlm import read_bundle
-        from edge_mtp.quantize import weight_bytes
+        from edge_mtp.contract import PREFILL_DECODE, tflite_weight_bytes
 
-        weights = sum(weight_bytes(read_bundle(path).model("tf_lite_prefill_decode")).values())
+        bundle = read_bundle(path)
+        weights = sum(tflite_weight_bytes(bundle.view(bundle.find(PREFILL_DECODE))).values())
     return {"weights": weights, "kv_cache": kv, "total": weights + kv}
 
 

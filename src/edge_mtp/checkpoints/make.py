@@ -3,7 +3,7 @@
 No real Gemma weights can be downloaded here, so tests, the exporter and the runtime run on stand-ins that
 transformers itself builds and saves (`save_pretrained`, safetensors): key names, shapes, config.json and
 generation_config.json are those of a transformers-saved fine-tune of the real model (how Google's own
-release files differ: spec §7).
+release files differ: docs/model.md#checkpoint-layout).
 The output is byte-identical for the same preset and seed, and appears atomically: either the whole
 `out_dir` with `target/` and `drafter/`, or nothing.
 
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from edge_mtp.atomic import require_parent
 from edge_mtp.checkpoints.presets import PRESETS, Preset
 from edge_mtp.checkpoints.tokenizer import build_tokenizer, save_tokenizer
 from edge_mtp.errors import EdgeMTPError
@@ -34,14 +35,10 @@ if TYPE_CHECKING:
 
 EOS_IDS = [1, 106]  # `<eos>`, `<end_of_turn>`: a Gemma chat model stops on either
 BOS_ID, PAD_ID = 2, 0
-NUM_ASSISTANT_TOKENS = 4  # transformers has no default on the MTP path (spec §8.1)
+NUM_ASSISTANT_TOKENS = 4  # transformers has no default on the MTP path (docs/model.md#config-pitfalls)
 FINAL_NORM_GAIN = (4.0, 8.0)  # sharpens the target's logits so that greedy picks are not near-ties
 NORM_JITTER = 0.1
 LAYER_SCALAR_RANGE = (0.5, 1.5)
-# Drafter distillation of the stand-ins (`_distill`): random prompts, the target's greedy continuations.
-DISTILL_PROMPTS, DISTILL_PROMPT_LEN, DISTILL_CONTINUATION = 16, 12, 48
-DISTILL_BATCH, DISTILL_LR, DISTILL_TEMPERATURE = 3, 1e-2, 0.05  # a near-uniform random target: sharpen
-FIRST_ORDINARY_ID = 107  # ids below are Gemma's special/unused tokens
 
 
 def make_checkpoint(
@@ -49,13 +46,14 @@ def make_checkpoint(
 ) -> tuple[Path, Path]:
     """Write `out_dir/target/` and `out_dir/drafter/` for `preset`; return the two directories.
 
-    With `distill_steps > 0` the drafter is then self-distilled on the target (`_distill`) so that it gets
-    drafts accepted on the prompts listed in `drafter/distill_prompts.json`.
+    With `distill_steps > 0` the drafter is then distilled on the target
+    (`edge_mtp.checkpoints.distill.distill_drafter`) so that it gets drafts accepted on the prompts listed in
+    `drafter/distill_prompts.json`.
     """
     out_dir = Path(out_dir)
     spec = _preset(preset)
     _refuse_non_empty(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    require_parent(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the checkpoint is ordinary output
@@ -134,41 +132,14 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def greedy_continuation(target, prompt: list[int], steps: int) -> list[int]:
-    """`prompt` followed by the target's `steps` greedy next tokens."""
-    seq = list(prompt)
-    kv = target.new_cache(len(prompt) + steps)
-    logits, _, kv = target.run(torch.tensor([seq]), torch.arange(len(seq)), kv)
-    for _ in range(steps):
-        seq.append(int(logits[0, -1].argmax()))
-        logits, _, kv = target.run(torch.tensor([seq[-1:]]), torch.tensor([len(seq) - 1]), kv)
-    return seq
-
-
 def _distill(
     target_dir: Path, drafter_dir: Path, drafter: PreTrainedModel, *, steps: int, seed: int, progress: Progress | None
 ) -> None:
-    """Replace the saved drafter by one self-distilled on the saved target (`edge_mtp.train.drafter.fit`,
-    what `edge-mtp train-drafter` runs) over the target's greedy continuations of random prompts, so that its
-    drafts get accepted on those prompts; record the prompts in `distill_prompts.json`.
+    """Replace the saved drafter by one distilled on the saved target; record the prompts it was trained on."""
+    from edge_mtp.checkpoints.distill import distill_drafter
 
-    A random target has no text to train on, so its own continuations are the data; only round starts in the
-    continuation are trained (the prompts are random ids)."""
-    from edge_mtp.model import load_drafter, load_target
-    from edge_mtp.train.drafter import Options, fit
-
-    with _single_thread(), torch.no_grad():
-        target, tcfg = load_target(target_dir, "float32")
-        ours, _ = load_drafter(drafter_dir, "float32")
-        g = torch.Generator().manual_seed(seed)
-        prompts = [torch.randint(FIRST_ORDINARY_ID, tcfg.text.vocab_size, (DISTILL_PROMPT_LEN,), generator=g).tolist()
-                   for _ in range(DISTILL_PROMPTS)]
-        windows = torch.tensor([greedy_continuation(target, p, DISTILL_CONTINUATION) for p in prompts])
-    options = Options(target=Path(target_dir), data=(), out=Path(drafter_dir), steps=steps, batch=DISTILL_BATCH,
-                      lr=DISTILL_LR, draft_len=NUM_ASSISTANT_TOKENS, seed=seed, warmup=0, temperature=DISTILL_TEMPERATURE)
     with _single_thread():
-        fit(target, ours, windows, options, first=DISTILL_PROMPT_LEN, progress=progress, label="distil drafter")
-    state = ours.state_dict()
+        state, prompts = distill_drafter(target_dir, drafter_dir, steps=steps, seed=seed, progress=progress)
     unknown = sorted(set(state) - set(drafter.state_dict()))
     if unknown:
         raise EdgeMTPError(f"distilled drafter state has keys the drafter lacks: {', '.join(unknown[:3])}")
@@ -240,7 +211,8 @@ def _make_llm_like(model: PreTrainedModel, generator: torch.Generator, *, final_
 
 @torch.no_grad()
 def _set_token_ordering(drafter: PreTrainedModel, generator: torch.Generator) -> None:
-    """Make the centroid head's token clusters a permutation of the vocab (transformers leaves zeros, §8.2)."""
+    """Make the centroid head's token clusters a permutation of the vocab (transformers leaves zeros:
+    docs/model.md#config-pitfalls)."""
     ordering = drafter.masked_embedding.token_ordering
     ordering.copy_(torch.randperm(ordering.numel(), generator=generator))
 

@@ -1,9 +1,9 @@
 """Shapes of the stand-in checkpoints that `make_checkpoint` writes.
 
-`e2b` / `e4b` are the published Gemma 4 E2B / E4B text decoders and their MTP assistants (spec §2.1,
-§4.1); `tiny-e2b` / `tiny-e4b` keep every architectural feature (PLE, KV sharing, double-wide MLP,
-sliding + full layers with different head dims, p-RoPE, ordered-embedding head) at a size that builds
-and runs in seconds on a CPU. Every config field is spelled out: transformers' `Gemma4TextConfig`
+`e2b` / `e4b` are the published Gemma 4 E2B / E4B text decoders and their MTP assistants
+(docs/model.md#configuration); `tiny-e2b` / `tiny-e4b` keep every architectural feature (PLE, KV sharing,
+double-wide MLP, sliding + full layers with different head dims, p-RoPE, ordered-embedding head) at a
+size that builds and runs in seconds on a CPU. Every config field is spelled out: transformers' `Gemma4TextConfig`
 defaults are not E2B (hidden 2304, no final soft-cap, no KV sharing, ...).
 
 The kwargs are plain data (no transformers import); `make.py` deep-copies them into the configs.
@@ -103,8 +103,8 @@ def _text_kwargs(
 
 def _drafter_text_kwargs(target: Mapping[str, Any], *, hidden: int, intermediate: int) -> dict[str, Any]:
     """The assistant's 4 Q-only layers. Attention geometry, RoPE, window and vocab are copied from the
-    target because the drafter attends to the target's K/V and scores the target's vocab (spec §8.5:
-    nothing checks a mismatch)."""
+    target because the drafter attends to the target's K/V and scores the target's vocab (nothing in
+    transformers checks a mismatch: docs/model.md#config-pitfalls)."""
     return _text_kwargs(
         vocab=target["vocab_size"],
         hidden=hidden,

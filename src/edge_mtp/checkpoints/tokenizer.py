@@ -10,10 +10,11 @@ rule instead, so the same vocab size always gives the same `tokenizer.json`, byt
 * then merges that grow letter strings one letter at a time (English letter-frequency order, most
   frequent combinations first), until the vocab is full.
 
-Real Gemma vocabularies have 262144 entries; a rule-built vocab that large would be almost all
-unused junk, so the tokenizer is capped at `MAX_VOCAB` tokens. The model vocab may therefore exceed the
-tokenizer's; `Tokenizer.decode` skips ids it does not know (tokenizers 0.23, pinned by a test), so
-generated ids can be decoded as they are.
+Real Gemma vocabularies have 262144 entries, and the full-size stand-ins get a tokenizer of that size too
+(mostly letter-string junk, 17 MB of JSON, built in seconds): a random model generates ids all over its
+vocabulary, and a text-level runtime (LiteRT-LM's API returns text only) shows an id the tokenizer lacks
+as nothing at all, which would make "same text with MTP on and off" an empty claim. Vocabularies are
+capped at `MAX_VOCAB`; `Tokenizer.decode` skips ids it does not know (tokenizers 0.23, pinned by a test).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
-MAX_VOCAB = 32768
+MAX_VOCAB = 262144
 SPECIAL_TOKENS = (
     "<pad>",
     "<eos>",

@@ -1,28 +1,39 @@
-"""`edge-export`: HF-layout target + drafter -> a `.litertlm` bundle that LiteRT-LM runs with MTP.
+"""`edge-export`: HF-layout target + drafter -> a `.litertlm` bundle that LiteRT-LM runs with MTP (or ONNX).
 
-Stages: load (one copy of the weights) -> convert each section to `.tflite` -> quantize per section ->
-pack the sections, the tokenizer, LiteRT-LM's `LlmMetadata` and our manifest. Everything happens in a
-temporary directory; the bundle appears atomically and its bytes depend only on the inputs.
+Stages, in bounded memory whatever the model's size (docs/architecture.md):
+
+1. load a *skeleton* of both models: configs and small tensors only; every weight matrix stays in the
+   checkpoint files;
+2. convert each section's graphs with the weight matrices as inputs (the converter holds no weight);
+3. bind the weights into each converted file, streaming them from the checkpoint in row chunks and
+   quantizing them on the way (`edge_mtp.quantize`);
+4. pack the sections, the tokenizer, LiteRT-LM's `LlmMetadata` and our manifest.
+
+Everything happens in a temporary folder beside the output (not in /tmp, which is often a RAM disk);
+the output appears atomically, nothing partial stays behind on an error, Ctrl-C or SIGTERM, and its bytes
+depend only on the inputs.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
+from edge_mtp import contract as c
 from edge_mtp.errors import EdgeMTPError
-from edge_mtp.export.graphs import kv_names
-from edge_mtp.export.litert import GraphShapes, convert_sections
-from edge_mtp.litertlm import write_bundle
-from edge_mtp.model import load_pair
-from edge_mtp.quantize import QUANT_MODES, quantize_sections
-from edge_mtp.quantize.onnx import data_file
-
-FORMAT = "edge-mtp-bundle/1"
+from edge_mtp.export.graph_cache import cached, graph_key
+from edge_mtp.export.graphs import ExternalWeights, kv_names
+from edge_mtp.model import (Gemma4Drafter, Gemma4Target, TargetConfig, check_pair, load_drafter_config,
+                            load_target_config)
+from edge_mtp.model.checkpoint import TensorReader, load_drafter_skeleton, load_target_skeleton
+from edge_mtp.quantize.recipes import LITERT_MODES, ONNX_MODES
+from edge_mtp.quantize.tflite import WeightSource
 
 
 @dataclass(frozen=True)
@@ -34,19 +45,7 @@ class ExportOptions:
     dense_head: bool = False
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _checkpoint_hashes(directory: Path) -> dict[str, str]:
-    return {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-LITERT_TOOLS = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-lm-builder")
+LITERT_TOOLS = ("litert-torch", "ai-edge-litert", "litert-lm-builder")
 ONNX_TOOLS = ("onnx", "onnxscript", "onnxruntime")
 
 
@@ -71,9 +70,10 @@ def llm_metadata(bos: int, stop_ids: tuple[int, ...], context: int) -> bytes:
     return msg.SerializeToString(deterministic=True)
 
 
-def _check_options(opts: ExportOptions) -> None:
-    if opts.quant not in QUANT_MODES:
-        raise EdgeMTPError(f"--quant '{opts.quant}' is not supported; expected one of {', '.join(QUANT_MODES)}")
+def check_options(opts: ExportOptions, modes: dict, container: str) -> None:
+    if opts.quant not in modes:
+        raise EdgeMTPError(f"--quant '{opts.quant}' is not supported for {container}; "
+                           f"expected one of {', '.join(modes)}")
     if opts.draft_len < 1:
         raise EdgeMTPError("--draft-len must be >= 1 (the verify signature checks K drafts + 1)")
     if not opts.draft_len + 2 <= opts.context <= 1 << 20:
@@ -82,31 +82,34 @@ def _check_options(opts: ExportOptions) -> None:
         raise EdgeMTPError(f"--prefill lengths must be between 1 and --context={opts.context}")
 
 
-def _load(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions):
-    _check_options(opts)
-    if not Path(out).parent.is_dir():
-        raise EdgeMTPError(f"{out}: directory {Path(out).parent} does not exist")
-    return load_pair(target_dir, drafter_dir, "float32", opts.dense_head)
-
-
 def _file_entry(path: Path) -> dict:
     """sha256 and size of a section/graph file; an ONNX graph's external weights (`.onnx.data`) too,
     with `bytes` the total of both."""
-    entry = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    entry = {"sha256": c.file_sha256(path), "bytes": path.stat().st_size}
     if path.suffix == ".onnx":
+        from edge_mtp.quantize.onnx import external_files
+
         entry["file"] = path.name
-        data = data_file(path)
+        data = c.onnx_data_file(path)
         if data.exists():
-            entry["data"] = {"file": data.name, "sha256": _sha256(data), "bytes": data.stat().st_size}
+            entry["data"] = {"file": data.name, "sha256": c.file_sha256(data), "bytes": data.stat().st_size}
             entry["bytes"] += entry["data"]["bytes"]
+        reads = [name for name in external_files(path) if name != data.name]
+        if reads:  # another graph's data file (hashed in that graph's entry): the tied embedding, stored once
+            entry["reads"] = reads
     return entry
 
 
-def _manifest(container: str, target_dir: Path, drafter_dir: Path, opts: ExportOptions, tcfg, kv: dict,
-              recipes: dict, files: dict[str, Path], tools: tuple[str, ...]) -> dict:
+def _checkpoint_hashes(directory: Path) -> dict[str, str]:
+    return {p.name: c.file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def _manifest(container: str, target_dir: Path, drafter_dir: Path, opts: ExportOptions, tcfg, recipes: dict,
+              files: dict[str, Path], tools: tuple[str, ...]) -> dict:
     """The manifest both formats carry: sources, config, options, cache layout, recipes, file hashes."""
+    kv = dict(zip(kv_names(tcfg.text), Gemma4Target.kv_shapes_of(tcfg.text, opts.context), strict=True))
     return {
-        "format": FORMAT,
+        "format": c.MANIFEST_FORMAT,
         "container": container,
         "source": {"target": _checkpoint_hashes(Path(target_dir)), "drafter": _checkpoint_hashes(Path(drafter_dir))},
         "config": {"target": json.loads((Path(target_dir) / "config.json").read_text()),
@@ -125,49 +128,167 @@ def _manifest(container: str, target_dir: Path, drafter_dir: Path, opts: ExportO
     }
 
 
+@dataclass
+class Skeletons:
+    """Both models without their weight matrices, and where each matrix is read from."""
+
+    target: Gemma4Target
+    tcfg: TargetConfig
+    drafter: Gemma4Drafter
+    target_weights: ExternalWeights
+    drafter_weights: ExternalWeights
+    sources: dict[str, WeightSource]
+    configs: list[Path]  # target and drafter config.json
+
+
+def load_skeletons(target_dir: Path, drafter_dir: Path, dense_head: bool) -> Skeletons:
+    check_pair(load_target_config(target_dir), load_drafter_config(drafter_dir))
+    target, tcfg, t_ext = load_target_skeleton(target_dir)
+    drafter, _, d_ext = load_drafter_skeleton(drafter_dir, dense_head)
+    tw, dw = ExternalWeights(target, "target", t_ext), ExternalWeights(drafter, "drafter", d_ext)
+    sources = {}
+    for weights, directory in ((tw, target_dir), (dw, drafter_dir)):
+        reader = TensorReader(directory)
+        for key, (name, shape) in weights.sources().items():
+            sources[key] = WeightSource(name, shape, lambda a, b, r=reader, n=name: r.rows(n, a, b))
+    return Skeletons(target, tcfg, drafter, tw, dw, sources,
+                     [Path(target_dir) / "config.json", Path(drafter_dir) / "config.json"])
+
+
+def check_output(out: Path, *, directory: bool) -> None:
+    """Fail before any work if `out` cannot receive the export (a file, or a directory export)."""
+    if not out.parent.is_dir():
+        raise EdgeMTPError(f"{out}: directory {out.parent} does not exist")
+    if not directory and out.is_dir():
+        raise EdgeMTPError(f"{out}: is a directory; a .litertlm bundle is one file (for ONNX use --format onnx)")
+
+
+@contextmanager
+def work_dir(out: Path) -> Iterator[Path]:
+    """A temporary folder beside `out`, removed afterwards whatever happens."""
+    try:
+        tmp = tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.edge-export-")
+    except OSError as e:
+        raise EdgeMTPError(f"{out}: cannot write in {out.parent} ({e.strerror})") from None
+    with tmp as path:
+        yield Path(path)
+
+
+@contextmanager
+def disk_errors(out: Path) -> Iterator[None]:
+    """An OSError while writing (disk full, quota, permissions) becomes one line naming the output."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise EdgeMTPError(f"{out}: no space left on the device while writing the export") from None
+        raise EdgeMTPError(f"{out}: cannot write the export ({e.strerror or e})") from None
+
+
+class _Progress:
+    """Two bars: graphs converted, float32 weight bytes bound (a table shared by two sections counts twice)."""
+
+    def __init__(self, progress, graphs: int, sources: dict[str, WeightSource]):
+        self.progress, self.sources = progress, sources
+        self.bytes_of = {s.name: 4 * s.shape[0] * s.shape[1] for s in sources.values()}
+        if progress:
+            self.convert = progress.add_task("convert graphs", total=graphs)
+            self.bind = progress.add_task("bind + quantize weights", total=None)
+
+    def converted(self, _name) -> None:
+        if self.progress:
+            self.progress.advance(self.convert)
+
+    def all_converted(self) -> None:
+        if self.progress:
+            self.progress.update(self.convert, completed=self.progress.tasks[self.convert].total)
+
+    def to_bind(self, keys: list[set[str]]) -> None:
+        if self.progress:
+            total = sum(self.bytes_of[self.sources[k].name] for graph in keys for k in graph)
+            self.progress.update(self.bind, total=total)
+
+    def bound(self, tensor: str) -> None:
+        if self.progress:
+            self.progress.advance(self.bind, self.bytes_of[tensor])
+
+
+def _check_quantized(mode: str, section: str, schemes: dict[str, str]) -> None:
+    """A quantized mode must quantize something in every section (a rule that matches nothing is a bug)."""
+    if mode != "fp32" and all(s == "f32" for s in schemes.values()):
+        raise EdgeMTPError(f"--quant {mode}: no weight of {section} matched a quantization rule")
+
+
 def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
     """Write the bundle to `out`; returns its manifest."""
+    from edge_mtp.export.litert import GraphShapes, convert_sections, section_jobs
+    from edge_mtp.litertlm import write_bundle
+    from edge_mtp.quantize.tflite import bind_weights, weight_keys
+
     out = Path(out)
-    target, tcfg, drafter, _ = _load(target_dir, drafter_dir, out, opts)
+    check_options(opts, LITERT_MODES, "LiteRT")
+    check_output(out, directory=False)
+    sk = load_skeletons(target_dir, drafter_dir, opts.dense_head)
     shapes = GraphShapes(opts.draft_len, tuple(sorted(set(opts.prefill_lengths))), opts.context)
-    kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context), strict=True))
-    with tempfile.TemporaryDirectory(prefix="edge-export-") as tmp:
-        work = Path(tmp)
-        floats = convert_sections(target, drafter, shapes, work, progress)
-        del target, drafter
-        models, recipes = quantize_sections(floats, opts.quant, work, progress)
-        manifest = _manifest("litertlm", target_dir, drafter_dir, opts, tcfg, kv, recipes, models, LITERT_TOOLS)
-        manifest_path = work / "manifest.json"
+    jobs = section_jobs(sk.target, sk.drafter, shapes, sk.target_weights, sk.drafter_weights)
+    bars = _Progress(progress, len(jobs), sk.sources)
+    rules = LITERT_MODES[opts.quant]
+    key = graph_key("litertlm", sk.configs, asdict(shapes) | {"dense_head": opts.dense_head}, [sk.target, sk.drafter])
+    with disk_errors(out), work_dir(out) as work:
+        graphs = cached(key, work, lambda d: convert_sections(jobs, d, bars.converted))
+        bars.all_converted()
+        bars.to_bind([weight_keys(g) for g in graphs.values()])
+        sections, recipes = {}, {}
+        for section, graph in graphs.items():
+            sections[section] = work / f"{section}.tflite"
+            with open(sections[section], "wb") as f:
+                schemes = bind_weights(graph, f, sk.sources, rules, bars.bound)
+            graph.unlink()
+            _check_quantized(opts.quant, section, schemes)
+            recipes[section] = {"mode": opts.quant, "weights": schemes}
+        manifest = _manifest("litertlm", target_dir, drafter_dir, opts, sk.tcfg, recipes, sections, LITERT_TOOLS)
+        manifest_path = work / c.MANIFEST_FILE
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        tokenizer = Path(target_dir) / "tokenizer.json"
-        write_bundle(out, models, tokenizer if tokenizer.exists() else None,
-                     llm_metadata(tcfg.bos_id, tcfg.eos_ids, opts.context), manifest_path, work)
+        tokenizer = Path(target_dir) / c.TOKENIZER_FILE
+        write_bundle(out, sections, tokenizer if tokenizer.exists() else None,
+                     llm_metadata(sk.tcfg.bos_id, sk.tcfg.eos_ids, opts.context), manifest_path, work)
     return manifest
 
 
 def export_onnx(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
     """Write the ONNX graphs, tokenizer and manifest to the directory `out` (or a `.zip`); returns the manifest."""
-    from edge_mtp.export.onnx import convert_graphs
+    from edge_mtp.export.onnx import convert_graphs, graph_jobs
     from edge_mtp.export.publish import check_destination, publish_directory
-    from edge_mtp.quantize.onnx import ONNX_QUANT_MODES, quantize_graphs
+    from edge_mtp.quantize.onnx import bind_weights, weight_keys
 
     out = Path(out)
-    if opts.quant not in ONNX_QUANT_MODES:
-        raise EdgeMTPError(f"--quant '{opts.quant}' is not supported for ONNX; "
-                           f"expected one of {', '.join(ONNX_QUANT_MODES)}")
+    check_options(opts, ONNX_MODES, "ONNX")
     check_destination(out)
-    target, tcfg, drafter, _ = _load(target_dir, drafter_dir, out, opts)
-    kv = dict(zip(kv_names(tcfg.text), target.kv_shapes(opts.context), strict=True))
-    with tempfile.TemporaryDirectory(prefix="edge-export-onnx-") as tmp:
-        work = Path(tmp)
-        floats = convert_graphs(target, drafter, opts.context, work / "float", progress)
-        del target, drafter
-        files, recipes = quantize_graphs(floats, opts.quant, work / opts.quant, progress)
-        final = next(iter(files.values())).parent  # the graphs (and any .onnx.data) with their final names
-        tokenizer = Path(target_dir) / "tokenizer.json"
+    sk = load_skeletons(target_dir, drafter_dir, opts.dense_head)
+    jobs = graph_jobs(sk.target, sk.drafter, opts.context, sk.target_weights, sk.drafter_weights)
+    bars = _Progress(progress, len(jobs), sk.sources)
+    rules = ONNX_MODES[opts.quant]
+    key = graph_key("onnx", sk.configs, {"context": opts.context, "dense_head": opts.dense_head},
+                    [sk.target, sk.drafter])
+    with disk_errors(out), work_dir(out) as work:
+        skeletons = cached(key, work / "graphs", lambda d: convert_graphs(jobs, d, bars.converted))
+        bars.all_converted()
+        bars.to_bind([weight_keys(g) for g in skeletons.values()])
+        final = work / "export"
+        final.mkdir()
+        files, recipes, written = {}, {}, {}
+        for graph in sorted(skeletons, key=lambda g: g != c.ONNX_TARGET):  # the target writes the shared table
+            skeleton = skeletons[graph]
+            files[graph] = final / skeleton.name
+            schemes = bind_weights(skeleton, files[graph], sk.sources, rules, bars.bound, written)
+            skeleton.unlink()
+            _check_quantized(opts.quant, graph, schemes)
+            recipes[graph] = {"mode": opts.quant, "weights": schemes}
+        tokenizer = Path(target_dir) / c.TOKENIZER_FILE
         if tokenizer.exists():
-            (final / "tokenizer.json").write_bytes(tokenizer.read_bytes())
-        manifest = _manifest("onnx", target_dir, drafter_dir, opts, tcfg, kv, recipes, files, ONNX_TOOLS)
-        (final / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            (final / c.TOKENIZER_FILE).write_bytes(tokenizer.read_bytes())
+        files = {g: files[g] for g in skeletons}  # manifest in the graphs' usual order
+        manifest = _manifest("onnx", target_dir, drafter_dir, opts, sk.tcfg, recipes, files, ONNX_TOOLS)
+        (final / c.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         publish_directory(final, out)
     return manifest

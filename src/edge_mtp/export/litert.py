@@ -3,23 +3,24 @@
 One converter call per bundle section; all signatures of a section share its weights. Shapes are
 static (litert-torch cannot lower a dynamic sequence length), so the target gets one `prefill_<N>`
 signature per requested length, `decode` (T=1) and `verify` (T=K+1).
+
+Graphs are converted with their weight matrices as inputs (`edge_mtp.export.graphs.ExternalWeights`):
+the converter then holds no weight at all (a full-size E2B decoder converts in ~1.3 GB), and
+`edge_mtp.quantize.tflite.bind_weights` writes the weights in afterwards.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from edge_mtp.export.graphs import DrafterGraph, LookupGraph, TargetGraph, drafter_sample, target_sample
+from edge_mtp import contract as c
+from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, TargetGraph, drafter_sample,
+                                    lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
-
-EMBEDDER = "tf_lite_embedder"
-PER_LAYER_EMBEDDER = "tf_lite_per_layer_embedder"
-PREFILL_DECODE = "tf_lite_prefill_decode"
-MTP_DRAFTER = "tf_lite_mtp_drafter"
+from edge_mtp.quiet import quiet
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class GraphShapes:
 def dus_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
     """K/V write as TFLite DYNAMIC_UPDATE_SLICE at (0, 0, start, 0) or (0, 0, 0, start).
 
-    ~2.5x faster than the scatter `index_copy` lowers to (toolchain.md §5a), and the contiguous
-    write LiteRT-LM's padded prefill chunks rely on.
+    ~2.5x faster than the scatter `index_copy` lowers to, and the contiguous write LiteRT-LM's padded
+    prefill chunks rely on (docs/tooling.md#kv-writes-dynamic_update_slice-vs-scatter).
     """
     from litert_torch.generative.custom_ops import dynamic_update_slice as dus
 
@@ -43,49 +44,51 @@ def dus_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim
     return dus.dynamic_update_slice(buffer, new, indices)
 
 
-@contextmanager
-def _kv_writer(target: Gemma4Target, writer):
-    previous = target.kv_writer
-    target.kv_writer = writer
-    try:
-        yield
-    finally:
-        target.kv_writer = previous
-
-
 def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) -> Path:
     import litert_torch
 
     converter = litert_torch.Converter()
     for name, module, sample in signatures:
         converter.add_signature(name, module.eval(), sample_kwargs=sample)
-    converter.convert().export(str(path))
+    with quiet("litert_torch", "absl"):
+        converter.convert().export(str(path))
     return path
 
 
-def convert_sections(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShapes, workdir: Path,
-                     progress=None) -> dict[str, Path]:
-    """Write one float `.tflite` per section into `workdir`; returns {section: path}."""
-    token = {"token_ids": torch.zeros(1, 1, dtype=torch.int32)}
-    body = TargetGraph(target)
-    prefill = TargetGraph(target, with_outputs=False)
+def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShapes,
+                 target_weights: ExternalWeights | None = None, drafter_weights: ExternalWeights | None = None
+                 ) -> dict[str, list[tuple[str, torch.nn.Module, dict]]]:
+    """{section: [(signature, graph module, sample kwargs)]}; with `*_weights`, the graphs take the
+    weights as inputs."""
+    cfg = target.cfg
+    only = lambda *keys: target_weights.subset(lambda k: k in keys) if target_weights else None  # noqa: E731
+    body_weights = target_weights.subset(lambda k: k != "embed_tokens_per_layer.weight") if target_weights else None
+    embed_weights, ple_weights = only("embed_tokens.weight"), only("embed_tokens_per_layer.weight")
+    body = TargetGraph(target, dus_writer, external=body_weights)
+    prefill = TargetGraph(target, dus_writer, with_outputs=False, external=body_weights)
     jobs = {
-        EMBEDDER: [("embedder", LookupGraph(target, "embeddings"), token)],
-        PER_LAYER_EMBEDDER: [("per_layer_embedder", LookupGraph(target, "per_layer_embeddings"), token)],
-        PREFILL_DECODE: [(f"prefill_{n}", prefill, target_sample(target, n, shapes.context))
-                         for n in shapes.prefill_lengths]
-        + [("decode", body, target_sample(target, 1, shapes.context)),
-           ("verify", body, target_sample(target, shapes.draft_len + 1, shapes.context))],
-        MTP_DRAFTER: [("mtp_drafter", DrafterGraph(drafter, target.cfg),
-                       drafter_sample(target, drafter, shapes.context))],
+        c.EMBEDDER: [(c.SIG_EMBEDDER, LookupGraph(target, c.EMBEDDINGS, embed_weights),
+                      lookup_sample(1, embed_weights))],
+        c.PER_LAYER_EMBEDDER: [(c.SIG_PER_LAYER_EMBEDDER, LookupGraph(target, c.PER_LAYER_EMBEDDINGS, ple_weights),
+                                lookup_sample(1, ple_weights))],
+        c.PREFILL_DECODE: [(c.prefill_signature(n), prefill, target_sample(cfg, n, shapes.context, body_weights))
+                           for n in shapes.prefill_lengths]
+        + [(c.SIG_DECODE, body, target_sample(cfg, 1, shapes.context, body_weights)),
+           (c.SIG_VERIFY, body, target_sample(cfg, shapes.draft_len + 1, shapes.context, body_weights))],
+        c.MTP_DRAFTER: [(c.SIG_DRAFTER, DrafterGraph(drafter, cfg, drafter_weights),
+                         drafter_sample(cfg, drafter, shapes.context, drafter_weights))],
     }
-    if not target.cfg.ple_dim:
-        del jobs[PER_LAYER_EMBEDDER]
-    task = progress.add_task("convert to LiteRT", total=len(jobs)) if progress else None
+    if not cfg.ple_dim:
+        del jobs[c.PER_LAYER_EMBEDDER]
+    return jobs
+
+
+def convert_sections(jobs: dict[str, list], workdir: Path, on_section=None) -> dict[str, Path]:
+    """Write one `.tflite` per section into `workdir`; returns {section: path}."""
     paths = {}
-    with _kv_writer(target, dus_writer), torch.no_grad():
+    with torch.no_grad():
         for section, signatures in jobs.items():
-            paths[section] = _convert(signatures, workdir / f"{section}.tflite")
-            if task is not None:
-                progress.advance(task)
+            paths[section] = _convert(signatures, workdir / f"{section}.graph.tflite")
+            if on_section:
+                on_section(section)
     return paths

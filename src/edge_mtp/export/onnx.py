@@ -1,7 +1,7 @@
 """Convert the bundle's graphs to ONNX with the `torch.onnx` dynamo exporter (opset 21).
 
 The same split as the LiteRT bundle and the same wrappers (`edge_mtp.export.graphs`), so tensor
-names match across formats:
+names match across formats (`edge_mtp.contract`, docs/bundle.md):
 
     embedder.onnx            token_ids [1,T] int32 -> embeddings [1,T,H]
     per_layer_embedder.onnx  token_ids [1,T] int32 -> per_layer_embeddings [1,T,L,P]
@@ -15,6 +15,9 @@ multi-signature file, so fixed-shape signatures would each carry a full copy of 
 download), and onnxruntime runs the dynamic graph as fast as fixed ones (benchmarks/README.md).
 ONNX forbids an output named like an input, hence `out_kv_cache_*`; the runtime binds both names to
 the same buffer, so the cache is updated in place. K/V rows are written with `index_copy` (ScatterND).
+
+Like the LiteRT sections, graphs are exported with their weight matrices as inputs and the weights
+bound afterwards (`edge_mtp.quantize.onnx`), so the exporter never holds a weight.
 """
 
 from __future__ import annotations
@@ -23,79 +26,65 @@ from pathlib import Path
 
 import torch
 
-from edge_mtp.export.graphs import (
-    DrafterGraph,
-    LookupGraph,
-    TargetGraph,
-    drafter_sample,
-    kv_names,
-    target_sample,
-)
+from edge_mtp import contract as c
+from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, TargetGraph, drafter_sample,
+                                    kv_names, lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
-from edge_mtp.model.layers import copy_rows
+from edge_mtp.model.layers import write_rows
 from edge_mtp.quiet import quiet
 
 OPSET = 21  # int4 weights (GatherBlockQuantized) need opset 21
-# A protobuf file cannot exceed 2 GB: graphs with more weight bytes than this keep them in `<graph>.onnx.data`
-# (a full-size E2B/E4B target does; the tiny test models only when a test lowers this).
-EXTERNAL_DATA_MIN_BYTES = 1 << 30
-EMBEDDER, PER_LAYER_EMBEDDER, TARGET, DRAFTER = "embedder", "per_layer_embedder", "target", "drafter"
 
 
-def out_name(kv_name: str) -> str:
-    return f"out_{kv_name}"
-
-
-def _export(module: torch.nn.Module, sample: dict, output_names: list[str], dynamic: dict | None,
-            path: Path) -> Path:
-    external = sum(p.numel() * p.element_size() for p in module.parameters()) >= EXTERNAL_DATA_MIN_BYTES
+def _export(module: torch.nn.Module, sample: dict, output_names: list[str], dynamic: dict, path: Path) -> Path:
+    """`dynamic` names the dynamic axes; every other input (and every entry of a dict input) is static."""
+    dynamic = {k: dynamic.get(k, {kk: None for kk in v} if isinstance(v, dict) else None) for k, v in sample.items()}
     with quiet("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
         program = torch.onnx.export(module.eval(), (), kwargs=sample, dynamo=True, opset_version=OPSET,
-                                    dynamic_shapes=dynamic, output_names=output_names, external_data=external,
+                                    dynamic_shapes=dynamic, output_names=output_names, external_data=False,
                                     optimize=True, verbose=False)
-        program.save(str(path), external_data=external)
+        program.save(str(path), external_data=False)
     return path
 
 
-def _target_job(target: Gemma4Target, context: int) -> tuple:
-    names = kv_names(target.cfg)
-    sample = target_sample(target, 2, context)  # T=2, not 1: a size-1 sample would be specialised
-    tokens = torch.export.Dim("T", min=1, max=context)
-    dynamic = {"embeddings": {1: tokens}, "input_pos": {0: tokens}, "kv_cache": {k: None for k in sample["kv_cache"]}}
-    if "per_layer_embeddings" in sample:
-        dynamic["per_layer_embeddings"] = {1: tokens}
-    return TargetGraph(target), sample, [out_name(n) for n in names] + ["logits", "activations"], dynamic
+def _tokens(context: int):
+    return torch.export.Dim("T", min=1, max=context)
 
 
-def _lookup_job(target: Gemma4Target, output: str, context: int) -> tuple:
-    tokens = torch.export.Dim("T", min=1, max=context)
-    sample = {"token_ids": torch.zeros(1, 2, dtype=torch.int32)}
-    return LookupGraph(target, output), sample, [output], {"token_ids": {1: tokens}}
+def graph_jobs(target: Gemma4Target, drafter: Gemma4Drafter, context: int,
+               target_weights: ExternalWeights | None = None, drafter_weights: ExternalWeights | None = None
+               ) -> dict[str, tuple]:
+    """{graph: (module, sample kwargs, output names, dynamic shapes)}."""
+    cfg = target.cfg
+    only = lambda key: target_weights.subset(lambda k: k == key) if target_weights else None  # noqa: E731
+    body = target_weights.subset(lambda k: k != "embed_tokens_per_layer.weight") if target_weights else None
+    tokens = _tokens(context)
+    sample = target_sample(cfg, 2, context, body)  # T=2, not 1: a size-1 sample would be specialised
+    dynamic = {c.EMBEDDINGS: {1: tokens}, c.INPUT_POS: {0: tokens}}
+    if c.PER_LAYER_EMBEDDINGS in sample:
+        dynamic[c.PER_LAYER_EMBEDDINGS] = {1: tokens}
+    outputs = [c.onnx_output(n) for n in kv_names(cfg)] + [c.LOGITS, c.ACTIVATIONS]
+    jobs = {c.ONNX_TARGET: (TargetGraph(target, write_rows, external=body), sample, outputs, dynamic)}
+    for graph, output, key in ((c.ONNX_EMBEDDER, c.EMBEDDINGS, "embed_tokens.weight"),
+                               (c.ONNX_PER_LAYER_EMBEDDER, c.PER_LAYER_EMBEDDINGS, "embed_tokens_per_layer.weight")):
+        weights = only(key)
+        jobs[graph] = (LookupGraph(target, output, weights), lookup_sample(2, weights), [output],
+                       {c.TOKEN_IDS: {1: tokens}})
+    jobs[c.ONNX_DRAFTER] = (DrafterGraph(drafter, cfg, drafter_weights),
+                            drafter_sample(cfg, drafter, context, drafter_weights),
+                            [c.LOGITS, c.PROJECTED_ACTIVATIONS], {})
+    if not cfg.ple_dim:
+        del jobs[c.ONNX_PER_LAYER_EMBEDDER]
+    return {g: jobs[g] for g in c.ONNX_GRAPHS if g in jobs}
 
 
-def convert_graphs(target: Gemma4Target, drafter: Gemma4Drafter, context: int, workdir: Path,
-                   progress=None) -> dict[str, Path]:
-    """Write one float32 `.onnx` per graph into `workdir`; returns {graph: path}."""
-    jobs = {
-        EMBEDDER: _lookup_job(target, "embeddings", context),
-        PER_LAYER_EMBEDDER: _lookup_job(target, "per_layer_embeddings", context),
-        TARGET: _target_job(target, context),
-        DRAFTER: (DrafterGraph(drafter, target.cfg), drafter_sample(target, drafter, context),
-                  ["logits", "projected_activations"], None),
-    }
-    if not target.cfg.ple_dim:
-        del jobs[PER_LAYER_EMBEDDER]
+def convert_graphs(jobs: dict[str, tuple], workdir: Path, on_graph=None) -> dict[str, Path]:
+    """Write one `.onnx` per graph into `workdir`; returns {graph: path}."""
     workdir.mkdir(parents=True, exist_ok=True)
-    task = progress.add_task("convert to ONNX", total=len(jobs)) if progress else None
     paths = {}
-    previous, target.kv_writer = target.kv_writer, copy_rows
-    try:
-        with torch.no_grad():
-            for graph, (module, sample, outputs, dynamic) in jobs.items():
-                paths[graph] = _export(module, sample, outputs, dynamic, workdir / f"{graph}.onnx")
-                if task is not None:
-                    progress.advance(task)
-    finally:
-        target.kv_writer = previous
+    with torch.no_grad():
+        for graph, (module, sample, outputs, dynamic) in jobs.items():
+            paths[graph] = _export(module, sample, outputs, dynamic, workdir / f"{graph}.onnx")
+            if on_graph:
+                on_graph(graph)
     return paths
-

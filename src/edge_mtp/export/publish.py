@@ -25,7 +25,8 @@ def write_zip(src: Path, out: Path) -> None:
             info = zipfile.ZipInfo(path.relative_to(src).as_posix(), ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            archive.writestr(info, path.read_bytes())
+            with open(path, "rb") as member, archive.open(info, "w", force_zip64=True) as dst:
+                shutil.copyfileobj(member, dst, 1 << 20)  # streamed: a full-size graph's data is gigabytes
 
 
 def _replaceable(out: Path) -> bool:
@@ -42,28 +43,25 @@ def check_destination(out: Path) -> None:
 
 
 def publish_directory(src: Path, out: Path) -> None:
-    """Move the finished directory `src` to `out` (or zip it there if `out` ends in `.zip`)."""
+    """Move the finished directory `src` (beside `out`, on the same filesystem) to `out`, or zip it there if
+    `out` ends in `.zip`. An earlier export at `out` is swapped out only once the new one is in place."""
     out = Path(out)
     check_destination(out)
     if out.suffix == ".zip":
         write_zip(src, out)
         return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(src, 0o777 & ~umask)  # mkdtemp made it private; the export is ordinary output
+    if not out.exists():
+        src.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
+    out.rename(old / out.name)
     try:
-        staged = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    except OSError as e:
-        raise EdgeMTPError(f"{out}: cannot write ({e.strerror})") from None
-    try:
-        shutil.copytree(src, staged, dirs_exist_ok=True)  # the work dir may be on another filesystem
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staged, 0o777 & ~umask)
-        if out.exists():
-            old = staged.with_name(staged.name + ".old")
-            out.rename(old)
-            staged.rename(out)
-            shutil.rmtree(old)
-        else:
-            staged.rename(out)
+        src.rename(out)
     except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
+        (old / out.name).rename(out)
         raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Gemma 4 text-decoder and MTP-drafter configs, parsed from the real `config.json` files.
 
 No transformers import: the exporter and runtime must work from the files alone. Defaults mirror
-`Gemma4TextConfig` in transformers 5.24 (spec §2.1), so a config that transformers accepts is read the
+`Gemma4TextConfig` in transformers 5.24 (docs/model.md#configuration), so a config that transformers accepts is read the
 same way here. Both serialisations of the full-attention head dim are understood: Google's
 `global_head_dim` / `num_global_key_value_heads` and transformers' own `per_layer_config` overrides.
 """

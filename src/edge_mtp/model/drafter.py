@@ -1,4 +1,4 @@
-"""Gemma 4 MTP drafter ("assistant"), one stateless draft step (gemma4_spec.md §4).
+"""Gemma 4 MTP drafter ("assistant"), one stateless draft step (docs/model.md#drafter-step).
 
     u      = concat(E_target[token] * sqrt(H_target), carry)     (built by the caller)
     x      = pre_projection(u)
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, DrafterConfig
 from edge_mtp.model.layers import DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask
@@ -56,7 +57,8 @@ class CentroidHead(nn.Module):
         top = torch.topk(self.centroids(hn), self.top_k, dim=-1).indices  # [B, 1, k]
         clusters = self.token_ordering.view(self.num_centroids, vocab // self.num_centroids)
         ids = clusters[top].reshape(b, 1, -1)  # [B, 1, k * V/C] canonical token ids
-        scores = torch.matmul(table[ids], hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
+        # F.embedding, not table[ids]: an EMBEDDING_LOOKUP, which reads a quantized table in LiteRT
+        scores = torch.matmul(F.embedding(ids, table), hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
         fill = scores.amin(dim=-1, keepdim=True) - 1.0
         return fill.expand(b, 1, vocab).scatter(-1, ids, scores)
 
@@ -72,7 +74,9 @@ class Gemma4Drafter(nn.Module):
         if cfg.use_ordered_embeddings:
             self.masked_embedding = CentroidHead(cfg)
         self.dense_head = dense_head or not cfg.use_ordered_embeddings
-        self.rotary = nn.ModuleDict({k: RotaryEmbedding(t.rope[k], t.head_dim_of(k)) for k in set(t.layer_types)})
+        # sorted, not a set: module order must not follow string hashing (exports would differ across processes)
+        self.rotary = nn.ModuleDict({k: RotaryEmbedding(t.rope[k], t.head_dim_of(k))
+                                     for k in sorted(set(t.layer_types))})
 
     @staticmethod
     def window_mask(ranges: torch.Tensor, context: int, dtype: torch.dtype) -> torch.Tensor:

@@ -1,11 +1,14 @@
 """Small building blocks of the Gemma 4 decoder, written for export (static shapes, 4-D matmuls only).
 
 Module and parameter names mirror transformers' `Gemma4Text*` classes so that a checkpoint's state dict
-maps onto these modules key for key (gemma4_spec.md §3, §7). Nothing here knows about quantization,
+maps onto these modules key for key (docs/model.md#decoder-layer, docs/model.md#checkpoint-layout).
+Nothing here knows about quantization,
 backends or caches beyond "a K/V buffer tensor and the slots to write".
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
@@ -90,8 +93,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 
     q: [B, T, Hq, D]; k: [B, Hkv, S, D]; v: [B, Hkv, D, S] (LiteRT-LM's "transposed" cache layout);
     mask: additive [B, T, S]. The query heads that share a KV head are folded into the row axis so every
-    product is a plain 4-D matmul against an explicitly permuted operand (toolchain.md §5c: the 5-D
-    grouped form, or a transpose folded into BATCH_MATMUL, hits a slow LiteRT path). Returns [B, T, Hq*D].
+    product is a plain 4-D matmul against an explicitly permuted operand: the 5-D grouped form, or a
+    transpose folded into BATCH_MATMUL, hits a slow LiteRT path (docs/tooling.md#attention-as-plain-4-d-matmuls).
+    Returns [B, T, Hq*D].
     """
     b, t, hq, d = q.shape
     hkv = k.shape[1]
@@ -110,22 +114,21 @@ def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(valid, zero, torch.full((), torch.finfo(dtype).min, dtype=dtype))
 
 
-def copy_rows(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
+KVWriter = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+def write_rows(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int, *,
+               in_place: bool = False) -> torch.Tensor:
     """Write `new` into `buffer` at consecutive slots start, start+1, ... along `dim` (2 for K, 3 for V).
 
-    The default K/V writer: `index_copy` lowers to a scatter in TFLite and ONNX. Writes are always
+    The default K/V writer (a `KVWriter`): `index_copy` lowers to a scatter in TFLite and ONNX; eager
+    runtimes pass `in_place=True` and keep one cache instead of copying it every step. Writes are always
     contiguous from the first position, never per row, because LiteRT-LM pads prefill chunks with
-    position 0 (a per-row scatter would overwrite slot 0 with padding). Exporters may swap in another
+    position 0 (a per-row scatter would overwrite slot 0 with padding). Exporters may pass another
     writer with the same signature (e.g. LiteRT's dynamic-update-slice).
     """
     slots = start.long() + torch.arange(new.shape[dim])  # int64: ONNX ScatterND takes no int32 indices
-    return buffer.index_copy(dim, slots, new)
-
-
-def copy_rows_inplace(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int) -> torch.Tensor:
-    """`copy_rows` in place: eager runtimes keep one cache instead of copying it every step."""
-    slots = start.long() + torch.arange(new.shape[dim])
-    return buffer.index_copy_(dim, slots, new)
+    return buffer.index_copy_(dim, slots, new) if in_place else buffer.index_copy(dim, slots, new)
 
 
 class Attention(nn.Module):
@@ -153,7 +156,7 @@ class Attention(nn.Module):
         v = rms_norm(self.v_proj(h).view(b, t, -1, self.head_dim), None, self.eps).transpose(1, 2)
         return k, v
 
-    def forward(self, h, cos, sin, k, v, mask, start=None, writer=copy_rows):
+    def forward(self, h, cos, sin, k, v, mask, start=None, writer: KVWriter = write_rows):
         """Attend to buffers `k` [B, Hkv, S, D] and `v` [B, Hkv, D, S]; a producer first writes its new
         K/V at slots start.. with `writer`.
 
@@ -188,7 +191,7 @@ class DecoderLayer(nn.Module):
             self.per_layer_projection = nn.Linear(ple_dim, hidden, bias=False)
             self.post_per_layer_input_norm = RMSNorm(hidden, eps)
 
-    def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, start=None, writer=copy_rows):
+    def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, start=None, writer: KVWriter = write_rows):
         """Returns (x, k, v); see `Attention.forward` for the buffers."""
         a, k, v = self.self_attn(self.input_layernorm(x), cos, sin, k, v, mask, start, writer)
         x = x + self.post_attention_layernorm(a)

@@ -12,7 +12,8 @@ The K/V cache is explicit: one K buffer [1, Hkv, S, D] and one V buffer [1, Hkv,
 "transposed" layout, which its engine requires) per KV-producing layer (KV-shared
 layers attend to their type's "store" layer's buffer). Slot = absolute position, and slots are never
 cleared: rolling back is just calling the next forward at a smaller position, because the causal mask
-(`slot <= position`) hides everything written beyond it. Math: gemma4_spec.md §3.
+(`slot <= position`) hides everything written beyond it. Math: docs/model.md#decoder-layer,
+docs/model.md#kv-cache-layout.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, TextConfig
-from edge_mtp.model.layers import (DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask, copy_rows,
-                                   scale_constant)
+from edge_mtp.model.layers import (DecoderLayer, KVWriter, RMSNorm, RotaryEmbedding, additive_mask,
+                                   scale_constant, write_rows)
 
 
 class Embedding(nn.Module):
@@ -40,7 +41,6 @@ class Gemma4Target(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()
         self.cfg = cfg
-        self.kv_writer = copy_rows  # eager runtimes write in place; exporters may use their own op
         h, p = cfg.hidden_size, cfg.ple_dim
         self.embed_tokens = Embedding(cfg.vocab_size, h)
         if p:
@@ -53,16 +53,22 @@ class Gemma4Target(nn.Module):
             for i in range(cfg.num_layers)
         )
         self.norm = RMSNorm(h, cfg.rms_eps)
-        self.rotary = nn.ModuleDict({t: RotaryEmbedding(cfg.rope[t], cfg.head_dim_of(t)) for t in set(cfg.layer_types)})
+        # sorted, not a set: module order must not follow string hashing (exports would differ across processes)
+        self.rotary = nn.ModuleDict({t: RotaryEmbedding(cfg.rope[t], cfg.head_dim_of(t))
+                                     for t in sorted(set(cfg.layer_types))})
 
     # ---- cache layout -------------------------------------------------------------------------
-    def kv_shapes(self, context: int) -> list[tuple[int, ...]]:
+    @staticmethod
+    def kv_shapes_of(cfg: TextConfig, context: int) -> list[tuple[int, ...]]:
         """Shapes of the flat cache list [k_0, v_0, k_1, v_1, ...] over the KV-producing layers."""
         shapes = []
-        for i in self.cfg.producer_layers:
-            heads, dim = self.cfg.kv_heads[i], self.cfg.head_dims[i]
+        for i in cfg.producer_layers:
+            heads, dim = cfg.kv_heads[i], cfg.head_dims[i]
             shapes += [(1, heads, context, dim), (1, heads, dim, context)]
         return shapes
+
+    def kv_shapes(self, context: int) -> list[tuple[int, ...]]:
+        return self.kv_shapes_of(self.cfg, context)
 
     def new_cache(self, context: int) -> list[torch.Tensor]:
         dtype = self.embed_tokens.weight.dtype
@@ -95,8 +101,12 @@ class Gemma4Target(nn.Module):
         return {FULL: additive_mask(causal, dtype)[None], SLIDING: additive_mask(sliding, dtype)[None]}
 
     def decode(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
-               *kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The decoder stack over T tokens at absolute `positions` [T]: (final normed hidden [1,T,H], *kv)."""
+               *kv: torch.Tensor, writer: KVWriter = write_rows) -> tuple[torch.Tensor, ...]:
+        """The decoder stack over T tokens at absolute `positions` [T]: (final normed hidden [1,T,H], *kv).
+
+        `writer` puts the new K/V rows into the cache buffers (eager runtimes write in place, exporters
+        use their format's best op).
+        """
         cfg, x = self.cfg, embeds
         kv = list(kv)
         masks = self.masks(positions, kv[0].shape[2], x.dtype)
@@ -108,7 +118,7 @@ class Gemma4Target(nn.Module):
             x, kv[2 * src], kv[2 * src + 1] = layer(
                 x, cos, sin, kv[2 * src], kv[2 * src + 1], masks[t],
                 per_layer_input=ple[:, :, i] if ple is not None else None,
-                start=positions[0], writer=self.kv_writer,
+                start=positions[0], writer=writer,
             )
         return (self.norm(x), *kv)
 
@@ -121,18 +131,19 @@ class Gemma4Target(nn.Module):
         return logits
 
     def forward(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
-                *kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                *kv: torch.Tensor, writer: KVWriter = write_rows) -> tuple[torch.Tensor, ...]:
         """Run T tokens at absolute `positions` [T]; returns (logits [1,T,V], hidden [1,T,H], *kv)."""
-        hidden, *kv = self.decode(embeds, per_layer_tokens, positions, *kv)
+        hidden, *kv = self.decode(embeds, per_layer_tokens, positions, *kv, writer=writer)
         return (self.lm_head(hidden), hidden, *kv)
 
-    def run(self, tokens: torch.Tensor, positions: torch.Tensor, kv: list[torch.Tensor], last_only: bool = False):
+    def run(self, tokens: torch.Tensor, positions: torch.Tensor, kv: list[torch.Tensor], last_only: bool = False,
+            writer: KVWriter = write_rows):
         """Eager convenience: token ids [1, T] in, (logits, hidden, kv list) out.
 
         `last_only` projects only the last position (a prefill needs one row, not T x vocab floats).
         """
         ple = self.embed_per_layer(tokens) if self.cfg.ple_dim else None
-        hidden, *kv = self.decode(self.embed(tokens), ple, positions, *kv)
+        hidden, *kv = self.decode(self.embed(tokens), ple, positions, *kv, writer=writer)
         if last_only:
             hidden = hidden[:, -1:]
         return self.lm_head(hidden), hidden, kv

@@ -1,9 +1,11 @@
-"""Post-hoc weight quantization, one module per export format (the model code knows nothing of it).
+"""Weight quantization, one module per export format (the model code knows nothing of it).
 
-`litert`: ai-edge-quantizer recipes on `.tflite` sections; `onnx`: onnxruntime's quantizers on `.onnx`
-graphs. Both refuse a recipe that changed no weight (quantizers silently skip what they cannot do).
+`schemes`: the numpy quantizers (int8/int4, per row or per block); `recipes`: which weight gets which
+scheme per `--quant` mode; `tflite` / `onnx`: bind the weights into a converted graph, streaming them
+from the checkpoint and quantizing tensor by tensor.
 """
 
-from edge_mtp.quantize.litert import QUANT_MODES, fix_zero_scales, quantize_sections, weight_bytes
+from edge_mtp.quantize.recipes import LITERT_MODES, ONNX_MODES, ONNX_QUANT_MODES, QUANT_MODES
+from edge_mtp.quantize.tflite import fix_zero_scales
 
-__all__ = ["QUANT_MODES", "fix_zero_scales", "quantize_sections", "weight_bytes"]
+__all__ = ["LITERT_MODES", "ONNX_MODES", "ONNX_QUANT_MODES", "QUANT_MODES", "fix_zero_scales"]

@@ -2,7 +2,7 @@
 
 A backend owns the target's K/V cache (slot = absolute position, never cleared) and runs three graphs:
 target prefill, target verify over T tokens, and one drafter step. Arrays cross the boundary as numpy
-float32 so the loop is the same for every backend.
+float32 so the loop is the same for every backend (docs/loop.md#the-backend-interface).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ target signature and as the drafter's read-only inputs, so no call copies the ca
 (the way LiteRT-LM binds it). The bundle is driven the way LiteRT-LM drives it: token embeddings
 from the embedder sections, prefill of all but the last prompt token in `prefill_<N>` chunks
 (padding rows at position 0 with token 0's embedding), the last prompt token through `decode`.
+A round with fewer drafts than the bundle's K is verified by the same `verify` signature with padding
+rows (their K/V land beyond every real row's position, where the causal mask hides them and the next
+run overwrites them), so it costs one verify call, not K+1 decodes.
 """
 
 from __future__ import annotations
@@ -14,13 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
+from edge_mtp import contract as c
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.litertlm import read_bundle
-from edge_mtp.runtime.backend import TargetStep
-from edge_mtp.runtime.views import DrafterViews, mask_inputs
-
-EMBEDDER, PER_LAYER_EMBEDDER = "tf_lite_embedder", "tf_lite_per_layer_embedder"
-PREFILL_DECODE, MTP_DRAFTER = "tf_lite_prefill_decode", "tf_lite_mtp_drafter"
+from edge_mtp.runtime.export_backend import ExportBackend, check_manifest, check_sha256
 
 
 class _Graph:
@@ -38,7 +38,7 @@ class _Graph:
         if kv is None:
             sig = next(iter(self.signatures))
             kv = {n: self.model.create_input_buffer_by_name(sig, n)
-                  for n in self.signatures[sig]["inputs"] if n.startswith("kv_cache_")}
+                  for n in self.signatures[sig]["inputs"] if n.startswith(c.KV_PREFIX)}
         self.kv = kv
         self.inputs, self.outputs, self.shapes = {}, {}, {}
         for sig, io in self.signatures.items():
@@ -53,55 +53,54 @@ class _Graph:
         for name, value in feeds.items():
             self.inputs[sig][name].write(value)
         self.model.run_by_name(sig, self.inputs[sig], self.outputs[sig])
-        return {n: self._read(sig, n) for n in self.outputs[sig] if not n.startswith("kv_cache_")}
+        return {n: self._read(sig, n) for n in self.outputs[sig] if not n.startswith(c.KV_PREFIX)}
 
     def _read(self, sig: str, name: str) -> np.ndarray:
         shape = self.shapes[sig][f"out:{name}"]
         return self.outputs[sig][name].read(int(np.prod(shape)), np.float32).reshape(shape)
 
 
-class LiteRTBackend:
+class LiteRTBackend(ExportBackend):
     name = "python-litert"
 
     def __init__(self, bundle_path: Path | str, threads: int = 2):
         from ai_edge_litert.environment import Environment
-        from ai_edge_litert.options import CpuOptions, Options
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.options import CpuOptions, Options
 
         bundle = read_bundle(bundle_path)
-        manifest = self.manifest = bundle.manifest()
-        self.model_id = "sha256:" + bundle.manifest_sha256()[:16]
-        self.stop_ids = tuple(manifest["stop_ids"])
-        self.sliding_window = int(manifest["sliding_window"])
-        self.vocab_size = int(manifest["vocab_size"])
-        self.draft_len = int(manifest["draft_len"])
-        self.tokenizer_json = bundle.tokenizer_json()
+        manifest = check_manifest(bundle.manifest(), str(bundle_path))
+        super().__init__(manifest, bundle.manifest_bytes(), bundle.tokenizer_json())
         env = Environment.create()  # one environment, so every graph can bind the same K/V buffers
         options = Options(hardware_accelerators=HardwareAccelerator.CPU, cpu_options=CpuOptions(num_threads=threads))
-        self.target = _Graph(bundle.model(PREFILL_DECODE), env, options)
+
+        def section(kind: str) -> bytes:
+            data = bundle.model(kind)
+            check_sha256(data, manifest.get("sections", {}).get(kind, {}).get("sha256"), f"{bundle_path} {kind}")
+            return data
+
+        self.target = _Graph(section(c.PREFILL_DECODE), env, options)
         for name, shape in manifest["kv_cache"].items():  # start from a zeroed cache
             self.target.kv[name].write(np.zeros(shape, np.float32))
-        self.context = manifest["kv_cache"]["kv_cache_k_0"][2]
-        load = lambda kind: _Graph(bundle.model(kind), env, options, self.target.kv)  # noqa: E731
-        self.embedder = load(EMBEDDER)
-        self.per_layer = load(PER_LAYER_EMBEDDER) if bundle.find(PER_LAYER_EMBEDDER) else None
-        self.drafter = load(MTP_DRAFTER) if bundle.find(MTP_DRAFTER) else None
-        self.verify_len = self.target.shapes["verify"]["input_pos"][0]
-        self.prefill_lengths = sorted(int(s.split("_")[1]) for s in self.target.signatures if s.startswith("prefill_"))
-        self.length = 0
+        load = lambda kind: _Graph(section(kind), env, options, self.target.kv)  # noqa: E731
+        self.embedder = load(c.EMBEDDER)
+        self.per_layer = load(c.PER_LAYER_EMBEDDER) if bundle.find(c.PER_LAYER_EMBEDDER) else None
+        self.drafter = load(c.MTP_DRAFTER) if bundle.find(c.MTP_DRAFTER) else None
+        self.verify_len = self.target.shapes[c.SIG_VERIFY][c.INPUT_POS][0]
+        self.prefill_lengths = sorted(n for s in self.target.signatures if (n := c.prefill_length(s)))
 
-    # ---- embeddings ------------------------------------------------------------------------------
+    # ---- graph calls ---------------------------------------------------------------------------------
     def _embed(self, tokens: Sequence[int]) -> dict[str, np.ndarray]:
         """Per-token embedder calls (the embedder signatures take one token, as LiteRT-LM's do)."""
-        rows = [self.embedder.run("embedder", token_ids=np.array([[t]], np.int32))["embeddings"] for t in tokens]
-        feeds = {"embeddings": np.concatenate(rows, axis=1)}
+        def rows(graph, sig, output):
+            return np.concatenate([graph.run(sig, token_ids=np.array([[t]], np.int32))[output] for t in tokens], axis=1)
+
+        feeds = {c.EMBEDDINGS: rows(self.embedder, c.SIG_EMBEDDER, c.EMBEDDINGS)}
         if self.per_layer:
-            ple = [self.per_layer.run("per_layer_embedder", token_ids=np.array([[t]], np.int32))
-                   ["per_layer_embeddings"] for t in tokens]
-            feeds["per_layer_embeddings"] = np.concatenate(ple, axis=1)
+            feeds[c.PER_LAYER_EMBEDDINGS] = rows(self.per_layer, c.SIG_PER_LAYER_EMBEDDER, c.PER_LAYER_EMBEDDINGS)
         return feeds
 
-    def _target(self, sig: str, tokens: Sequence[int], start: int, rows: int) -> dict[str, np.ndarray]:
+    def _signature(self, sig: str, tokens: Sequence[int], start: int, rows: int) -> dict[str, np.ndarray]:
         """Run `tokens` at start.. through `sig` (of `rows` rows; the rest padded at position 0)."""
         pad = rows - len(tokens)
         feeds = self._embed(list(tokens) + [0] * pad)
@@ -109,43 +108,34 @@ class LiteRTBackend:
         positions[: len(tokens)] = np.arange(start, start + len(tokens))
         return self.target.run(sig, input_pos=positions, **feeds)
 
-    # ---- Backend interface -----------------------------------------------------------------------
-    def prefill(self, tokens: Sequence[int]) -> TargetStep:
-        if len(tokens) > self.context:
-            raise EdgeMTPError(f"the prompt has {len(tokens)} tokens but the bundle's context is {self.context}")
+    def _target(self, tokens: Sequence[int], start: int) -> tuple[np.ndarray, np.ndarray]:
+        n = len(tokens)
+        if 1 < n <= self.verify_len and start + self.verify_len <= self.context:
+            out = self._signature(c.SIG_VERIFY, tokens, start, self.verify_len)
+            return out[c.LOGITS][0, :n], out[c.ACTIVATIONS][0, :n]
+        if n > self.verify_len:
+            raise EdgeMTPError(f"{n - 1} drafts per round, but this bundle verifies at most {self.verify_len - 1} "
+                               f"(exported with --draft-len {self.verify_len - 1})")
+        return self._decode_each(tokens, start)
+
+    def _prefill(self, tokens: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         done, head = 0, len(tokens) - 1
         while head - done > 0:
             fits = [n for n in self.prefill_lengths if done + n <= self.context]
             if not fits:
                 break
             n = next((n for n in fits if n >= head - done), fits[-1])
-            self._target(f"prefill_{n}", tokens[done:min(head, done + n)], done, n)
+            self._signature(c.prefill_signature(n), tokens[done:min(head, done + n)], done, n)
             done = min(head, done + n)
-        self.length = done
-        out = self.verify(tokens[done:], done)
-        return TargetStep(out.logits[-1:], out.hidden[-1:])
+        rest = tokens[done:]
+        logits, hidden = self._target(rest, done) if len(rest) <= self.verify_len else \
+            self._decode_each(rest, done)
+        return logits[-1:], hidden[-1:]
 
-    def verify(self, tokens: Sequence[int], start: int) -> TargetStep:
-        if start != self.length:
-            raise RuntimeError(f"target run at position {start}, but {self.length} positions are valid")
-        if len(tokens) == self.verify_len:
-            out = self._target("verify", tokens, start, len(tokens))
-            logits, hidden = out["logits"][0], out["activations"][0]
-        else:  # fewer drafts than the verify signature takes (end of budget): one decode per token
-            steps = [self._target("decode", [t], start + i, 1) for i, t in enumerate(tokens)]
-            logits = np.concatenate([s["logits"][0] for s in steps])
-            hidden = np.concatenate([s["activations"][0] for s in steps])
-        self.length = start + len(tokens)
-        return TargetStep(logits, hidden)
+    def _decode_each(self, tokens: Sequence[int], start: int) -> tuple[np.ndarray, np.ndarray]:
+        steps = [self._signature(c.SIG_DECODE, [t], start + i, 1) for i, t in enumerate(tokens)]
+        return (np.concatenate([s[c.LOGITS][0] for s in steps]), np.concatenate([s[c.ACTIVATIONS][0] for s in steps]))
 
-    def rollback(self, length: int) -> None:
-        self.length = length
-
-    def draft(self, token: int, carry: np.ndarray, position: int, views: DrafterViews):
-        if self.drafter is None:
-            raise EdgeMTPError("this bundle has no tf_lite_mtp_drafter section; use --draft-len 0")
-        input_pos, mask = mask_inputs(views, position, self.context, self.sliding_window)
-        embedding = self.embedder.run("embedder", token_ids=np.array([[token]], np.int32))["embeddings"]
-        activations = np.concatenate([embedding, carry.reshape(1, 1, -1).astype(np.float32)], axis=-1)
-        out = self.drafter.run("mtp_drafter", activations=activations, input_pos=input_pos, mask=mask)
-        return out["logits"][0, 0], out["projected_activations"][0, 0]
+    def _drafter(self, activations: np.ndarray, input_pos: np.ndarray, mask: np.ndarray):
+        out = self.drafter.run(c.SIG_DRAFTER, activations=activations, input_pos=input_pos, mask=mask)
+        return out[c.LOGITS][0, 0], out[c.PROJECTED_ACTIVATIONS][0, 0]

@@ -1,6 +1,6 @@
 """The speculative decoding loop: draft -> verify -> accept -> roll back, as a few free functions.
 
-Greedy mode is token-exact with `transformers` `generate(assistant_model=drafter)` (gemma4_spec.md §5.2):
+Greedy mode is token-exact with `transformers` `generate(assistant_model=drafter)` (docs/loop.md#a-decoding-round):
 round 0 is the prefill (no drafts); each later round drafts K = min(K_max, budget - 1) tokens from the
 last token at a constant query position, verifies [last, d1..dK] in one target pass, keeps the
 longest matching prefix plus the target's own next token ("bonus"), and continues from the hidden state
@@ -11,7 +11,7 @@ via Speculative Decoding"; Chen et al. 2023): drafts are *sampled* from the draf
 kept with probability min(1, p/q), and the first rejected one is replaced by a sample of
 norm(max(p - q, 0)); so the output follows the target's distribution p exactly. transformers' own
 sampling path proposes argmax drafts but accepts as if they were sampled from q, which biases its output
-toward the drafter's choices; we do not reproduce that.
+toward the drafter's choices; we do not reproduce that (docs/loop.md#speculative-sampling).
 """
 
 from __future__ import annotations

@@ -1,17 +1,20 @@
-"""The native C core (`native/`) from Python: find the built `edge-mtp-native` binary, run it, and
-compare its step trace with the Python reference's (trace-v1: tokens, drafts and accepted counts
-exactly; logits within a tolerance)."""
+"""The native C core (`native/`) from Python: find the built `edge-mtp-native` binary, build its argument
+list (`native_args`, the one place that maps loop settings onto the C CLI's flags), run it, and read its
+step trace. Parity with the Python reference is checked with `edge_mtp.runtime.tracediff.diff_traces`."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from edge_mtp.errors import EdgeMTPError
+from edge_mtp.runtime.sampling import SamplingConfig
+from edge_mtp.runtime.trace import read_trace
 
 BINARY = "edge-mtp-native"
-LOGIT_TOL = 1e-4  # same library, same machine: observed equal; other kernels may differ slightly
 
 
 def find_binary() -> Path | None:
@@ -37,6 +40,25 @@ def litert_library() -> str | None:
     return str(lib) if lib.is_file() else None
 
 
+def native_args(prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int | None = None,
+                sampling: SamplingConfig | None = None, kv_view: str = "hf", trace: Path | str | None = None,
+                as_json: bool = False) -> list[str]:
+    """The C CLI's flags for one run (native/src/cli.c): `draft_len=None` lets it use the bundle's K,
+    `sampling=None` is greedy (the C CLI samples only when --temperature > 0)."""
+    args = ["--prompt-ids", ",".join(map(str, prompt_ids)), "--max-new-tokens", str(max_new_tokens),
+            "--kv-view", kv_view]
+    if draft_len is not None:
+        args += ["--draft-len", str(draft_len)]
+    if sampling is not None:
+        args += ["--temperature", repr(sampling.temperature), "--top-k", str(sampling.top_k),
+                 "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed)]
+    if trace is not None:
+        args += ["--trace", str(trace)]
+    if as_json:
+        args.append("--json")
+    return args
+
+
 def run_native(bundle: Path | str, args: list[str], capture: bool = False) -> subprocess.CompletedProcess:
     """Run `edge-mtp-native BUNDLE *args` with the wheel's libLiteRt.so."""
     binary = find_binary()
@@ -49,31 +71,15 @@ def run_native(bundle: Path | str, args: list[str], capture: bool = False) -> su
     return subprocess.run(cmd, capture_output=capture, text=True, check=False)
 
 
-def compare_traces(ours: list[dict], ref: list[dict], tol: float = LOGIT_TOL) -> list[str]:
-    """Differences between two trace-v1 traces (empty = parity): every round's positions, drafts, target
-    choices, accepted counts and emitted tokens exactly, top logits' ids exactly and values within `tol`,
-    the summary exactly; timings and `implementation` are ignored."""
-    problems = []
-    ha, hb = ours[0], ref[0]
-    for key in ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling", "kv_view"):
-        if ha.get(key) != hb.get(key):
-            problems.append(f"header {key}: {ha.get(key)!r} != {hb.get(key)!r}")
-    ra = [x for x in ours if x["type"] == "round"]
-    rb = [x for x in ref if x["type"] == "round"]
-    if len(ra) != len(rb):
-        problems.append(f"{len(ra)} rounds != {len(rb)}")
-    for a, b in zip(ra, rb):
-        for key in ("index", "position", "drafts", "target", "accepted", "emitted"):
-            if a[key] != b[key]:
-                problems.append(f"round {b['index']} {key}: {a[key]} != {b[key]}")
-        ids_a, ids_b = [i for i, _ in a["top_logits"]], [i for i, _ in b["top_logits"]]
-        if ids_a != ids_b:
-            problems.append(f"round {b['index']} top_logits ids: {ids_a} != {ids_b}")
-        worst = max((abs(x - y) for (_, x), (_, y) in zip(a["top_logits"], b["top_logits"])), default=0.0)
-        if worst > tol:
-            problems.append(f"round {b['index']} top_logits differ by {worst:.3g} > {tol}")
-    sa, sb = ours[-1], ref[-1]
-    for key in ("tokens", "rounds", "drafted", "accepted", "accepted_per_position", "mean_emitted_per_round", "stop"):
-        if sa.get(key) != sb.get(key):
-            problems.append(f"summary {key}: {sa.get(key)!r} != {sb.get(key)!r}")
-    return problems
+def native_trace(bundle: Path | str, prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int | None = None,
+                 sampling: SamplingConfig | None = None, kv_view: str = "hf",
+                 path: Path | str | None = None) -> list[dict]:
+    """Generate with the C CLI and return its step trace, written to `path` (else a temporary file)."""
+    with tempfile.TemporaryDirectory(prefix="edge-mtp-native-") as tmp:
+        trace = Path(path) if path is not None else Path(tmp) / "trace.jsonl"
+        proc = run_native(bundle, native_args(prompt_ids, max_new_tokens, draft_len, sampling, kv_view, trace),
+                          capture=True)
+        if proc.returncode:
+            tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
+            raise EdgeMTPError(f"{BINARY} failed (exit {proc.returncode}): {tail[0]}")
+        return read_trace(trace)

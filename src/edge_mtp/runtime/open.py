@@ -24,6 +24,30 @@ def export_kind(path: Path | str) -> str:
     return "litertlm"  # anything else: the bundle reader says precisely what is wrong with it
 
 
+def read_manifest(path: Path | str) -> dict:
+    """An export's manifest, without loading any graph."""
+    path = Path(path)
+    if export_kind(path) == "litertlm":
+        from edge_mtp.litertlm import read_bundle
+        from edge_mtp.runtime.export_backend import check_manifest
+
+        return check_manifest(read_bundle(path).manifest(), str(path))
+    from edge_mtp.runtime.onnx_backend import read_onnx_manifest
+
+    if path.is_dir():
+        return read_onnx_manifest(path)[0]
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="edge-mtp-manifest-") as tmp:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.extract("manifest.json", tmp)
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
+            raise EdgeMTPError(f"{path}: not a readable ONNX export .zip ({e})") from None
+        return read_onnx_manifest(Path(tmp))[0]
+
+
 def open_export(path: Path | str, threads: int = 2):
     """A ready backend (LiteRT or ONNX Runtime) for an `edge-export` output."""
     if export_kind(path) == "litertlm":

@@ -1,4 +1,5 @@
-"""Seeded sampling with a specified random stream, so native and mobile ports can replay it bit for bit.
+"""Seeded sampling with a specified random stream, so native and mobile ports can replay it bit for bit
+(docs/sampling.md).
 
 Random stream: PCG32 (XSH-RR, O'Neill 2014, `pcg32_srandom_r(seed, 54)`); one *uniform* is
 `((a >> 5) * 2**26 + (b >> 6)) / 2**53` from two consecutive 32-bit outputs a, b (53 bits, as numpy).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -9,9 +10,12 @@ import torch
 
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.model import SLIDING, FULL, DrafterConfig, Gemma4Drafter, Gemma4Target, TargetConfig
-from edge_mtp.model.layers import copy_rows_inplace
+from edge_mtp.model.layers import write_rows
 from edge_mtp.runtime.backend import TargetStep
 from edge_mtp.runtime.views import DrafterViews
+
+
+IN_PLACE = partial(write_rows, in_place=True)  # one cache, updated in place, instead of a copy per step
 
 
 class TorchBackend:
@@ -25,7 +29,6 @@ class TorchBackend:
         self.stop_ids = tcfg.eos_ids
         self.model_id = model_id
         self.prefill_chunk = prefill_chunk
-        target.kv_writer = copy_rows_inplace
         self.kv = target.new_cache(context)
         self.length = 0
         text = tcfg.text
@@ -39,7 +42,7 @@ class TorchBackend:
         ids = torch.tensor([list(tokens)], dtype=torch.long)
         positions = torch.arange(start, start + len(tokens))
         with torch.no_grad():
-            logits, hidden, self.kv = self.target.run(ids, positions, self.kv, last_only)
+            logits, hidden, self.kv = self.target.run(ids, positions, self.kv, last_only, IN_PLACE)
         self.length = start + len(tokens)
         return logits[0].float(), hidden[0]
 

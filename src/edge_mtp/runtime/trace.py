@@ -1,6 +1,6 @@
-"""Step traces, format `edge-mtp-trace/1` (shared/contracts/trace-v1.md): a header line, one line per
-round, a summary line, as JSON Lines. Every implementation of the loop writes this so any two runs can
-be diffed round by round."""
+"""Step traces, format `edge-mtp-trace/1` (docs/trace.md): a header line, one line per round, a summary
+line, as JSON Lines. Every implementation of the loop writes this so any two runs can be diffed round by
+round; `read_trace` is the one reader (the diff, the tests and the profiling parser all use it)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime.loop import Generation, LoopConfig
 
 FORMAT = "edge-mtp-trace/1"
+_ROUND_TYPES = {"index": int, "position": int, "drafts": list, "target": list, "accepted": int, "emitted": list}
 
 
 def trace_lines(gen: Generation, cfg: LoopConfig, implementation: str, model: str) -> list[dict]:
@@ -30,11 +31,35 @@ def write_trace(path: Path | str, lines: list[dict]) -> None:
 
 
 def read_trace(path: Path | str) -> list[dict]:
-    """Read and minimally validate a trace: header first, summary last, rounds in between."""
+    """Read a trace and check its shape (header first, summary last, rounds with the fields the diff
+    compares); any problem is one EdgeMTPError line naming the file and line."""
+    path = Path(path)
     try:
-        lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
-    except (OSError, json.JSONDecodeError) as e:
-        raise EdgeMTPError(f"{path}: not a readable JSON Lines trace ({e})") from None
-    if not lines or lines[0].get("format") != FORMAT or lines[-1].get("type") != "summary":
-        raise EdgeMTPError(f"{path}: not an {FORMAT} trace (header first, summary last)")
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgeMTPError(f"{path}: cannot read ({e.strerror if isinstance(e, OSError) else e})") from None
+    lines, numbers = [], []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise EdgeMTPError(f"{path}:{number}: not JSON, truncated? ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise EdgeMTPError(f"{path}:{number}: expected a JSON object per line")
+        lines.append(obj)
+        numbers.append(number)
+    if not lines or lines[0].get("type") != "header" or lines[0].get("format") != FORMAT:
+        raise EdgeMTPError(f"{path}: not an {FORMAT} trace (the first line must be its header)")
+    if lines[-1].get("type") != "summary":
+        raise EdgeMTPError(f"{path}: no summary line at the end; truncated trace?")
+    for number, obj in zip(numbers[1:-1], lines[1:-1]):
+        if obj.get("type") != "round":
+            continue
+        for key, kind in _ROUND_TYPES.items():
+            if not isinstance(obj.get(key), kind):
+                raise EdgeMTPError(f"{path}:{number}: round without a valid `{key}`")
+    if not isinstance(lines[-1].get("tokens"), list):
+        raise EdgeMTPError(f"{path}: summary without `tokens`")
     return lines

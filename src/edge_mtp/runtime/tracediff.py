@@ -1,18 +1,22 @@
-"""`edge-mtp trace diff A B`: compare two `edge-mtp-trace/1` step traces round by round.
+"""The one trace comparison: `diff_traces` (what `edge-mtp trace diff A B` and every parity test run)
+compares two `edge-mtp-trace/1` step traces round by round (docs/trace.md#what-a-diff-compares).
 
 This is how CI and a developer with a phone check a device trace (Android, iOS, the JVM or Swift layer,
 the C CLI) against the Python reference. What must match exactly:
 
-* header: `format`, `model`, `prompt_ids`, `draft_len`, `max_new_tokens`, `sampling`, and `kv_view` when
-  both traces have it (a trace without it means the default "hf"). `model` (the bundle manifest's
-  sha256) must match: two different bundles are not a parity comparison, so that is a mismatch, not a
-  warning. `implementation` is shown but never compared.
+* header: `format`, `model`, `prompt_ids`, `draft_len`, `max_new_tokens`, `sampling`, `kv_view` (a trace
+  without it means the default "hf"). `model` (the export's manifest hash, or the checkpoints' hash) must
+  match: two different models are not a parity comparison. A LiteRT bundle and an ONNX export of the
+  same checkpoints have different ids; `ignore_model` (`--ignore-model`) compares them anyway and
+  reports the two ids as a note instead of a difference. `implementation` is shown but never compared.
 * every round: `index`, `position`, `drafts`, `target`, `accepted`, `emitted`; `top_logits` ids exactly
   and values within `logit_tol` (absolute) when both rounds have them.
 * summary: `tokens`, `rounds`, `drafted`, `accepted`, `stop`; `accepted_per_position` and
   `mean_emitted_per_round` within 1e-9 (they are ratios of the integers above).
 
-Ignored: `ms` (timings), `implementation`, and any field the contract does not name.
+Ignored: `ms` (timings), `implementation`, and any field the contract does not name. The tolerance is
+always the caller's choice: same library on the same machine gives equal logits (parity tests use
+1e-4); device kernels sum in another order (the CLI defaults to 1e-3).
 """
 
 from __future__ import annotations
@@ -23,17 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_mtp.errors import EdgeMTPError
-from edge_mtp.runtime.trace import FORMAT
+from edge_mtp.runtime.trace import read_trace
 
-# Device kernels (arm64 XNNPACK, GPU delegates) sum in another order than the desktop wheel; on one
-# machine the same library gives equal logits. Pass --logit-tol 1e-4 (or smaller) for same-machine runs.
+# The CLI's default: device kernels (arm64 XNNPACK, GPU delegates) sum in another order than the desktop
+# wheel. Same-machine runs: pass --logit-tol 1e-4 (or smaller).
 DEFAULT_LOGIT_TOL = 1e-3
 RATIO_TOL = 1e-9
+DEFAULT_KV_VIEW = "hf"
 HEADER_KEYS = ("format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling")
 ROUND_KEYS = ("index", "position", "drafts", "target", "accepted", "emitted")
 SUMMARY_KEYS = ("tokens", "rounds", "drafted", "accepted", "accepted_per_position", "mean_emitted_per_round",
                 "stop")
-_ROUND_TYPES = {"index": int, "position": int, "drafts": list, "target": list, "accepted": int, "emitted": list}
 
 
 @dataclass
@@ -54,6 +58,7 @@ class TraceDiff:
     b: list[dict]
     logit_tol: float
     differences: list[Difference] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was deliberately not compared (--ignore-model)
     max_logit_delta: float = 0.0
     logits_compared: int = 0  # rounds whose top_logits were compared
 
@@ -68,44 +73,15 @@ class TraceDiff:
     def rounds(self, which: str) -> list[dict]:
         return [x for x in (self.a if which == "a" else self.b) if x.get("type") == "round"]
 
+    def report(self, limit: int = 10) -> str:
+        """The differences as lines (for an assertion message)."""
+        more = len(self.differences) - limit
+        return "\n".join([x.line() for x in self.differences[:limit]] + ([f"... {more} more"] if more > 0 else []))
+
 
 def _short(value, limit: int = 80) -> str:
     text = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def load_trace(path: Path | str) -> list[dict]:
-    """Read a trace and check the fields `diff_traces` relies on; any problem is one EdgeMTPError line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise EdgeMTPError(f"{path}: cannot read ({e.strerror if isinstance(e, OSError) else e})") from None
-    lines = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise EdgeMTPError(f"{path}:{number}: not JSON, truncated? ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise EdgeMTPError(f"{path}:{number}: expected a JSON object per line")
-        lines.append(obj)
-    if not lines or lines[0].get("type") != "header" or lines[0].get("format") != FORMAT:
-        raise EdgeMTPError(f"{path}: not an {FORMAT} trace (the first line must be its header)")
-    if lines[-1].get("type") != "summary":
-        raise EdgeMTPError(f"{path}: no summary line at the end; truncated trace?")
-    for number, obj in enumerate(lines[1:-1], 2):
-        if obj.get("type") != "round":
-            continue
-        for key, kind in _ROUND_TYPES.items():
-            if not isinstance(obj.get(key), kind):
-                raise EdgeMTPError(f"{path}:{number}: round without a valid `{key}`")
-    summary = lines[-1]
-    if not isinstance(summary.get("tokens"), list):
-        raise EdgeMTPError(f"{path}: summary without `tokens`")
-    return lines
 
 
 def _close(x, y, tol: float) -> bool:
@@ -126,15 +102,24 @@ def _top_logits(r: dict):
         return None
 
 
-def diff_traces(a: list[dict], b: list[dict], logit_tol: float = DEFAULT_LOGIT_TOL) -> TraceDiff:
-    """Every difference between two loaded traces, in trace order (header, rounds, summary)."""
+def diff_traces(a: list[dict], b: list[dict], logit_tol: float, ignore_model: bool = False) -> TraceDiff:
+    """Every difference between two traces read by `read_trace`, in trace order (header, rounds,
+    summary). `logit_tol` bounds |top-logit difference|; `ignore_model` turns a `model` mismatch into a
+    note (the same pair exported to two formats)."""
+    if not logit_tol >= 0:
+        raise EdgeMTPError(f"the logit tolerance must be >= 0, got {logit_tol}")
     d = TraceDiff(a, b, logit_tol)
     ha, hb = a[0], b[0]
     for key in HEADER_KEYS:
-        if ha.get(key) != hb.get(key):
+        if ha.get(key) == hb.get(key):
+            continue
+        if key == "model" and ignore_model:
+            d.notes.append(f"model ids differ (A {ha.get(key)}, B {hb.get(key)}); compared anyway (--ignore-model)")
+        else:
             d.differences.append(Difference("header", key, ha.get(key), hb.get(key)))
-    if "kv_view" in ha and "kv_view" in hb and ha["kv_view"] != hb["kv_view"]:
-        d.differences.append(Difference("header", "kv_view", ha["kv_view"], hb["kv_view"]))
+    view_a, view_b = ha.get("kv_view", DEFAULT_KV_VIEW), hb.get("kv_view", DEFAULT_KV_VIEW)
+    if view_a != view_b:
+        d.differences.append(Difference("header", "kv_view", view_a, view_b))
     ra, rb = d.rounds("a"), d.rounds("b")
     for n, (x, y) in enumerate(zip(ra, rb)):
         for key in ROUND_KEYS:
@@ -181,6 +166,8 @@ def render(d: TraceDiff, names: tuple[str, str], rows: int = 24, console=None) -
     ha, hb = d.a[0], d.b[0]
     console.print(f"A: {names[0]}  ({ha.get('implementation', '?')}, model {ha.get('model', '?')})")
     console.print(f"B: {names[1]}  ({hb.get('implementation', '?')}, model {hb.get('model', '?')})")
+    for note in d.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
     header_diffs = [x for x in d.differences if x.where == "header"]
     for x in header_diffs:
         console.print(Text(f"header {x.key}: A {_short(x.a)}  B {_short(x.b)}", style="red"))
@@ -240,3 +227,16 @@ def render(d: TraceDiff, names: tuple[str, str], rows: int = 24, console=None) -
         console.print(f"  then: {x.line()}")
     if len(d.differences) > 6:
         console.print(f"  ... {len(d.differences) - 6} more")
+
+
+def diff_files(a: Path | str, b: Path | str, logit_tol: float, ignore_model: bool = False, rows: int = 24,
+               as_json: bool = False) -> int:
+    """`edge-mtp trace diff A B`: print the verdict (a table, or JSON) and return the exit code:
+    0 = parity, 1 = mismatch; an unreadable input raises EdgeMTPError (exit 2)."""
+    d = diff_traces(read_trace(a), read_trace(b), logit_tol, ignore_model)
+    if as_json:
+        print(json.dumps({"match": d.ok, "max_logit_delta": d.max_logit_delta, "logit_tol": d.logit_tol,
+                          "notes": d.notes, "differences": [x.line() for x in d.differences]}))
+    else:
+        render(d, (str(a), str(b)), rows=rows)
+    return 0 if d.ok else 1

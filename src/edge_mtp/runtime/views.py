@@ -1,4 +1,4 @@
-"""Which target K/V slots the drafter sees in a round (gemma4_spec.md §5.3).
+"""Which target K/V slots the drafter sees in a round (docs/loop.md#the-drafters-kv-views).
 
 transformers hands the drafter the K/V tensors the *previous* target forward attended to, sliced to the
 current sequence length. After a partial rejection those still hold rejected drafts' K/V ("stale"

@@ -1,85 +1,84 @@
-"""`edge-mtp train-drafter` (added to the main parser by `add_parser`)."""
+"""`edge-mtp train-drafter` (a click command, added to the `edge-mtp` group by `edge_mtp.cli`)."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+import click
 
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated draft lengths, got {text!r}") from None
+from edge_mtp.console import CONTEXT, DRAFT_LENS, OUTPUT, progress
+from edge_mtp.train.options import Options
 
-
-def add_parser(sub) -> None:
-    from edge_mtp.train.drafter import Options
-
-    d = Options(target=Path(), data=(), out=Path())
-    p = sub.add_parser("train-drafter", help="self-distil an MTP drafter against a (fine-tuned) Gemma 4 target",
-                       description="Train the MTP drafter on the target's own next-token distributions over K "
-                                   "chained draft steps (teacher-forced target passes over --data text). Writes "
-                                   "OUT_DIR in the Hugging Face layout (Gemma4AssistantForCausalLM); checkpoints "
-                                   "go to OUT_DIR.ckpt/ and --resume continues from there.")
-    p.add_argument("--target", type=Path, required=True, help="target checkpoint folder (HF layout, with tokenizer.json)")
-    p.add_argument("--init", type=Path, help="drafter to start from (default: a fresh one, centroids by k-means)")
-    p.add_argument("--data", type=Path, nargs="+", required=True, help="UTF-8 text files (or folders of them)")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output drafter folder (must not exist)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch", type=int, default=d.batch, help="windows per step (every position is a round start)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (warmup, then cosine decay)")
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--draft-len", type=int, default=d.draft_len, help="K: chained draft steps trained")
-    p.add_argument("--seq-len", type=int, default=d.seq_len, help="tokens per window")
-    p.add_argument("--temperature", type=float, default=d.temperature,
-                   help="of the target's distributions (< 1 sharpens them towards greedy)")
-    p.add_argument("--teacher-quant", choices=("none", "int8", "int4"), default=d.teacher_quant,
-                   help="distil against the target with fake-quantized weights (like an int8/int4 bundle's)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", choices=("cpu", "cuda"), default=d.device)
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype,
-                   help="teacher passes and drafter compute (weights and optimiser stay float32)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (results depend on the count)")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps; 0 = none")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT_DIR.ckpt/")
-    p.add_argument("--recluster", action="store_true",
-                   help="--init drafter: re-derive token_ordering and centroids by k-means of the target's embedding")
-    p.add_argument("--holdout", type=int, default=d.holdout, help="every N-th window is held out (0 = none)")
-    p.add_argument("--eval-prompts", type=Path, help="JSON {category: [prompt text]} for the acceptance report "
-                                                     "(default: the starts of held-out windows)")
-    p.add_argument("--eval-ks", type=_ks, default=d.eval_ks, help="draft lengths of the acceptance report")
-    p.add_argument("--eval-new-tokens", type=int, default=d.eval_new_tokens)
-    for flag in ("--hidden", "--intermediate", "--heads", "--centroids", "--top-k"):
-        p.add_argument(flag, type=int, help="shape of a fresh drafter (default: scaled from the target)")
-    p.set_defaults(func=cmd_train_drafter)
+PATH = click.Path(path_type=Path)
+SHAPE = ("hidden", "intermediate", "heads", "centroids", "top_k")
 
 
-def options(args):
-    from edge_mtp.train.drafter import Options
-
-    return Options(
-        target=args.target, data=tuple(args.data), out=args.out, init=args.init, steps=args.steps, batch=args.batch,
-        lr=args.lr, warmup=args.warmup, draft_len=args.draft_len, seq_len=args.seq_len,
-        temperature=args.temperature, teacher_quant=args.teacher_quant, seed=args.seed, device=args.device, dtype=args.dtype, threads=args.threads,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, recluster=args.recluster, holdout=args.holdout,
-        eval_prompts=args.eval_prompts, eval_ks=args.eval_ks, eval_new_tokens=args.eval_new_tokens,
-        hidden=args.hidden, intermediate=args.intermediate, heads=args.heads, centroids=args.centroids,
-        top_k=args.top_k)
+D = Options(target=Path(), data=(), out=Path())  # the defaults shown in --help
 
 
-def cmd_train_drafter(args) -> int:
+@click.command("train-drafter", context_settings=CONTEXT)
+@click.option("--target", type=PATH, required=True, help="target checkpoint folder (HF layout, with tokenizer.json)")
+@click.option("--init", type=PATH, default=None, show_default="a fresh drafter, centroids by k-means",
+              help="drafter folder to start from (it must be made for this target's shape)")
+@click.option("--data", type=PATH, multiple=True, required=True,
+              help="UTF-8 text file or folder of them (repeat the option for several)")
+@click.option("-o", "--out", type=OUTPUT, required=True, help="output drafter folder (must not exist, its folder must)")
+@click.option("--steps", metavar="N", type=click.IntRange(min=1), default=D.steps)
+@click.option("--batch", metavar="N", type=click.IntRange(min=1), default=D.batch,
+              help="windows per step (every position of a window is a round start)")
+@click.option("--lr", type=float, default=D.lr, help="peak learning rate (linear warmup, then cosine decay)")
+@click.option("--warmup", metavar="N", type=click.IntRange(min=0), default=D.warmup, help="warmup steps")
+@click.option("--draft-len", metavar="K", type=click.IntRange(min=1), default=D.draft_len,
+              help="K: chained draft steps trained")
+@click.option("--seq-len", metavar="N", type=click.IntRange(min=3), default=D.seq_len, help="tokens per window")
+@click.option("--temperature", type=float, default=D.temperature,
+              help="of the target's distributions (< 1 sharpens them towards greedy)")
+@click.option("--teacher-quant", type=click.Choice(("none", "int8", "int4")), default=D.teacher_quant,
+              help="distil against the target with fake-quantized weights (like an int8/int4 export's)")
+@click.option("--seed", metavar="N", type=click.IntRange(min=0), default=D.seed)
+@click.option("--device", type=click.Choice(("cpu", "cuda")), default=D.device)
+@click.option("--dtype", type=click.Choice(("float32", "bfloat16")), default=D.dtype,
+              help="teacher passes and drafter compute (weights and optimiser stay float32)")
+@click.option("--threads", metavar="N", type=click.IntRange(min=1), default=None, show_default="torch's",
+              help="torch CPU threads (results depend on the count)")
+@click.option("--checkpoint-every", metavar="N", type=click.IntRange(min=0), default=D.checkpoint_every,
+              help="steps between checkpoints in OUT.ckpt/; 0 = none")
+@click.option("--resume", is_flag=True, help="continue the interrupted run in OUT.ckpt/ (the same options)")
+@click.option("--recluster", is_flag=True,
+              help="--init drafter: re-derive token_ordering and centroids by k-means of the target's embedding")
+@click.option("--holdout", metavar="N", type=click.IntRange(min=0), default=D.holdout,
+              help="every N-th window is held out (0 = none)")
+@click.option("--eval-prompts", type=PATH, default=None, show_default="the starts of held-out windows",
+              help="JSON {category: [prompt text]} for the acceptance report")
+@click.option("--eval-ks", type=DRAFT_LENS, default=",".join(map(str, D.eval_ks)),
+              help="draft lengths of the acceptance report")
+@click.option("--eval-new-tokens", metavar="N", type=click.IntRange(min=1), default=D.eval_new_tokens)
+@click.option("--hidden", metavar="N", type=click.IntRange(min=1), default=None, show_default="scaled from the target",
+              help="a fresh drafter's hidden size")
+@click.option("--intermediate", metavar="N", type=click.IntRange(min=1), default=None,
+              show_default="scaled from the target", help="a fresh drafter's MLP size")
+@click.option("--heads", metavar="N", type=click.IntRange(min=1), default=None, show_default="scaled from the target",
+              help="a fresh drafter's attention heads")
+@click.option("--centroids", metavar="N", type=click.IntRange(min=1), default=None,
+              show_default="scaled from the target", help="a fresh drafter's centroid-head clusters")
+@click.option("--top-k", metavar="N", type=click.IntRange(min=1), default=None, show_default="scaled from the target",
+              help="a fresh drafter's clusters scored per draft step")
+def train_drafter_cmd(**opts) -> int:
+    """Self-distil the MTP drafter against a (fine-tuned) Gemma 4 target: K chained draft steps trained on
+    the target's own next-token distributions over --data text (teacher-forced target passes). Writes OUT in
+    the Hugging Face layout (Gemma4AssistantForCausalLM) with a held-out acceptance report
+    (OUT/train_drafter.json); checkpoints go to OUT.ckpt/ and --resume continues from there."""
     from rich.console import Console
     from rich.table import Table
 
-    from edge_mtp.cli import _progress
     from edge_mtp.train.drafter import REPORT, train_drafter
     from edge_mtp.train.evaluate import table_rows
 
     start = time.perf_counter()
-    with _progress() as progress:
-        summary = train_drafter(options(args), progress)
+    o = Options(**{**opts, "data": tuple(opts["data"]), "eval_ks": tuple(opts["eval_ks"])})
+    with progress() as bars:
+        summary = train_drafter(o, bars)
     console = Console()
     history = summary["history"]
     if history:
@@ -94,6 +93,6 @@ def cmd_train_drafter(args) -> int:
             table.add_row(*row)
         console.print(table)
         console.print(f"speculative output identical to plain greedy: {report['identical_to_plain']}")
-    console.print(f"wrote {args.out} ({REPORT}: options, losses, acceptance) in {time.perf_counter() - start:.0f} s",
+    console.print(f"wrote {o.out} ({REPORT}: options, losses, acceptance) in {time.perf_counter() - start:.0f} s",
                   markup=False)
     return 0

@@ -31,11 +31,6 @@ PRESET = "demo"
 KINDS = ("code", "chat", "rewrite", "docs")
 
 
-def package_dir() -> Path:
-    """Where the committed demo pair lives inside the package (`target/`, `drafter/`, `prompts.json`)."""
-    return Path(__file__).resolve().parent.parent / "demo_pair"
-
-
 def write_corpus(out: Path) -> dict:
     """Training text per kind, the fine-tune domain, held-out prompts and the manifest, under `out`."""
     out = Path(out)
@@ -100,7 +95,7 @@ def _lm_options(args, **defaults) -> LMOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge_mtp.cli import _guarded, _progress
+    from edge_mtp.console import progress as progress_bars
 
     parser = argparse.ArgumentParser(prog="python -m edge_mtp.train.demo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(write_corpus(args.out), indent=1))
             return 0
         torch.set_num_threads(args.threads)
-        with _progress() as progress:
+        with progress_bars() as progress:
             if args.command == "target":
                 result = make_target(args.corpus, args.out, _lm_options(args), progress)
             else:
@@ -140,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "history"}))
         return 0
 
-    return _guarded(run, args)
+    try:
+        return run(args)
+    except EdgeMTPError as e:  # the CLI's rule: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -27,46 +27,11 @@ from edge_mtp.train.centroids import balanced_kmeans, centroid_weights
 from edge_mtp.train.data import Windows, batch_indices, data_files, load_tokenizer, text_windows
 from edge_mtp.train.fakequant import SCHEMES, fake_quantize_
 from edge_mtp.train.evaluate import acceptance_report, heldout_prompts, text_prompts, torch_backends
+from edge_mtp.train.options import Options
 from edge_mtp.train.selfdistill import chain_loss
 from edge_mtp.train.steps import Run, Schedule, load_checkpoint, make_optimizer, save_checkpoint, train
 
 REPORT = "train_drafter.json"
-
-
-@dataclass(frozen=True)
-class Options:
-    target: Path
-    data: tuple[Path, ...]
-    out: Path
-    init: Path | None = None
-    steps: int = 600
-    batch: int = 8
-    lr: float = 2e-3
-    draft_len: int = 3
-    seq_len: int = 256
-    seed: int = 0
-    warmup: int = 30
-    weight_decay: float = 0.0
-    centroid_weight: float = 1.0
-    temperature: float = 1.0  # of the target's distributions (selfdistill.chain_loss)
-    teacher_quant: str = "none"  # distil against the fake-quantized target (train.fakequant)
-    device: str = "cpu"
-    dtype: str = "float32"
-    threads: int | None = None
-    checkpoint_every: int = 100
-    resume: bool = False
-    recluster: bool = False
-    holdout: int = 20
-    eval_prompts: Path | None = None
-    eval_count: int = 16
-    eval_prompt_len: int = 48
-    eval_new_tokens: int = 48
-    eval_ks: tuple[int, ...] = (1, 2, 3, 4)
-    hidden: int | None = None  # a fresh drafter's shape (default: drafter_io.default_shape)
-    intermediate: int | None = None
-    heads: int | None = None
-    centroids: int | None = None
-    top_k: int | None = None
 
 
 def checkpoint_dir(out: Path) -> Path:

@@ -5,7 +5,7 @@ public struct TopLogit: Equatable, Sendable {
     public let value: Float
 }
 
-/// One round of the loop, as in a trace-v1 round line (round 0 is the prefill).
+/// One round of the loop, as in a step-trace round line (docs/trace.md) (round 0 is the prefill).
 public struct Round: Equatable, Sendable {
     public let index: Int
     public let position: Int
@@ -86,7 +86,7 @@ public final class Generation: @unchecked Sendable {
         return ms > 0 && tokens.count > 1 ? Double(tokens.count - 1) / (ms / 1000) : 0
     }
 
-    /// Writes the step trace (shared/contracts/trace-v1.md) atomically.
+    /// Writes the step trace (docs/trace.md) atomically.
     public func writeTrace(to path: String, implementation: String = "swift") throws {
         var err = emtp_error()
         let rc = path.withCString { p in

@@ -4,13 +4,11 @@ import XCTest
 
 /// The Swift layer against the Python reference: for each case of $EDGE_MTP_SWIFT_CASES (written by
 /// tests/test_ios_swift.py: a tiny bundle, a prompt, settings, the Python trace), generate through
-/// SpeculativeSession, write the Swift trace, and require trace parity (shared/contracts/trace-v1.md):
-/// the same tokens, drafts, targets, accepted and emitted ids in every round, top logits within 1e-4,
-/// the same summary. The streamed progress must add up to the same tokens and per-slot acceptance.
-/// Skipped when the variable is not set.
+/// SpeculativeSession and write the Swift trace (docs/trace.md). Trace parity itself is judged once, by
+/// the Python side's `edge_mtp.runtime.tracediff.diff_traces` on these files; here the streamed progress
+/// must add up to the written trace's tokens and per-slot acceptance, and the tokens must be the
+/// reference's. Skipped when the variable is not set.
 final class ParityTests: XCTestCase {
-    static let logitTolerance = 1e-4
-
     struct Case {
         let name: String
         let bundle: String
@@ -59,16 +57,15 @@ final class ParityTests: XCTestCase {
             try g.writeTrace(to: c.out)
             let ours = try readTrace(c.out)
             let ref = try readTrace(c.reference)
-            let problems = compareTraces(ours, ref, tolerance: Self.logitTolerance)
-            XCTAssertEqual(problems, [], "\(c.name): Swift trace differs from the Python reference")
+            XCTAssertEqual(ints(ours.last?["tokens"]), ints(ref.last?["tokens"]), "\(c.name): tokens differ from the reference")
             XCTAssertEqual(ours.first?["implementation"] as? String, "swift")
             XCTAssertEqual(streamed, g.tokens, "\(c.name): streamed tokens")
             XCTAssertEqual(rounds, g.rounds.count - 1, "\(c.name): one progress report per decode round")
             XCTAssertEqual(last?.isFinal, true)
             XCTAssertEqual(last?.tokenCount, g.tokens.count)
             XCTAssertEqual(last?.acceptancePerSlot, g.acceptancePerSlot)
-            print("parity \(c.name): \(g.tokens.count) tokens, \(g.rounds.count) rounds, accepted \(g.accepted)/\(g.drafted), "
-                  + "\(String(format: "%.0f", g.tokensPerSecond)) tok/s: \(problems.isEmpty ? "equal" : "DIFFERENT")")
+            print("trace \(c.name): \(g.tokens.count) tokens, \(g.rounds.count) rounds, accepted \(g.accepted)/\(g.drafted), "
+                  + "\(String(format: "%.0f", g.tokensPerSecond)) tok/s")
         }
     }
 
@@ -151,7 +148,7 @@ final class Recorder: Instrumentation {
     }
 }
 
-// MARK: trace-v1 reading and comparison (what src/edge_mtp/runtime/native.py compare_traces checks)
+// MARK: trace reading (the comparison is the Python side's diff_traces)
 
 func int(_ v: Any?) -> Int? { (v as? NSNumber)?.intValue ?? (v as? Int) }
 func double(_ v: Any?) -> Double? { (v as? NSNumber)?.doubleValue ?? (v as? Double) }
@@ -168,41 +165,3 @@ func readTrace(_ path: String) throws -> [[String: Any]] {
     }
 }
 
-func same(_ a: Any?, _ b: Any?) -> Bool {
-    switch (a, b) {
-    case (nil, nil): return true
-    case let (x as [String: Any], y as [String: Any]):
-        return x.count == y.count && x.allSatisfy { same($0.value, y[$0.key]) }
-    case let (x as [Any], y as [Any]):
-        return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) }
-    case let (x as String, y as String): return x == y
-    case let (x as NSNumber, y as NSNumber): return x.doubleValue == y.doubleValue
-    default: return false
-    }
-}
-
-func compareTraces(_ ours: [[String: Any]], _ ref: [[String: Any]], tolerance: Double) -> [String] {
-    var problems: [String] = []
-    guard let ha = ours.first, let hb = ref.first, let sa = ours.last, let sb = ref.last else { return ["empty trace"] }
-    for key in ["format", "model", "prompt_ids", "draft_len", "max_new_tokens", "sampling", "kv_view"] where !same(ha[key], hb[key]) {
-        problems.append("header \(key): \(String(describing: ha[key])) != \(String(describing: hb[key]))")
-    }
-    let ra = ours.filter { $0["type"] as? String == "round" }
-    let rb = ref.filter { $0["type"] as? String == "round" }
-    if ra.count != rb.count { problems.append("\(ra.count) rounds != \(rb.count)") }
-    for (a, b) in zip(ra, rb) {
-        let index = int(b["index"]) ?? -1
-        for key in ["index", "position", "drafts", "target", "accepted", "emitted"] where !same(a[key], b[key]) {
-            problems.append("round \(index) \(key): \(String(describing: a[key])) != \(String(describing: b[key]))")
-        }
-        let ta = (a["top_logits"] as? [[Any]]) ?? [], tb = (b["top_logits"] as? [[Any]]) ?? []
-        if ta.map({ int($0.first) }) != tb.map({ int($0.first) }) { problems.append("round \(index) top_logits ids differ") }
-        let worst = zip(ta, tb).map { abs((double($0.last) ?? .nan) - (double($1.last) ?? .nan)) }.max() ?? 0
-        if !(worst <= tolerance) { problems.append("round \(index) top_logits differ by \(worst) > \(tolerance)") }
-    }
-    for key in ["tokens", "rounds", "drafted", "accepted", "accepted_per_position", "mean_emitted_per_round", "stop"]
-    where !same(sa[key], sb[key]) {
-        problems.append("summary \(key): \(String(describing: sa[key])) != \(String(describing: sb[key]))")
-    }
-    return problems
-}

@@ -2,7 +2,7 @@ package dev.edgemtp.core
 
 data class TopLogit(val id: Int, val value: Float)
 
-/** One round of the loop, as in trace-v1 (round 0 = prefill). Timings in ms (null: no draft phase). */
+/** One round of the loop, as in a step trace (docs/trace.md; round 0 = prefill). Timings in ms (null: no draft phase). */
 data class Round(
     val index: Int, val position: Int, val drafts: IntArray, val target: IntArray, val accepted: Int,
     val emitted: IntArray, val topLogits: List<TopLogit>, val draftMs: Double?, val verifyMs: Double,

@@ -1,7 +1,7 @@
 package dev.edgemtp.core
 
 /**
- * A small JSON reader/writer (no dependencies): enough for trace-v1 lines, bench.json and batch files.
+ * A small JSON reader/writer (no dependencies): enough for step-trace lines (docs/trace.md), bench.json and batch files.
  * Values are Kotlin types: null, Boolean, Long (integers), Double (numbers with a fraction or exponent),
  * String, List<Any?>, Map<String, Any?> (insertion order kept).
  */

@@ -1,6 +1,6 @@
 package dev.edgemtp.core
 
-/** Sampling of trace-v1: temperature > 0, top_k (0 = off), top_p (1 = off), seed. */
+/** Sampling as in a step trace's header (docs/trace.md): temperature > 0, top_k (0 = off), top_p (1 = off), seed. */
 data class Sampling(val temperature: Double, val topK: Int = 0, val topP: Double = 1.0, val seed: Long = 0) {
     init {
         require(temperature > 0) { "temperature must be > 0 (greedy = no Sampling)" }

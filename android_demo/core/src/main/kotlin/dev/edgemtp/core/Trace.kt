@@ -4,7 +4,7 @@ import java.io.File
 import java.io.IOException
 
 /**
- * Step traces, format edge-mtp-trace/1 (shared/contracts/trace-v1.md): header, one line per round,
+ * Step traces, format edge-mtp-trace/1 (docs/trace.md): header, one line per round,
  * summary, as JSON Lines, the same fields src/edge_mtp/runtime/trace.py writes.
  */
 object TraceIO {

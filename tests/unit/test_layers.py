@@ -1,0 +1,163 @@
+"""The decoder's building blocks (model/layers.py) against transformers' own Gemma 4 modules, or against a
+float64 reference written here: RMSNorm, the embedding scale, RoPE incl. p-RoPE, attention, K/V writes.
+No checkpoint: modules are built from config dicts (docs/model.md)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import Gemma4TextConfig
+from transformers.models.gemma4 import modeling_gemma4 as hf
+
+from edge_mtp.checkpoints.presets import PRESETS
+from edge_mtp.model.config import FULL, SLIDING, parse_text_config
+from edge_mtp.model.layers import (
+    RotaryEmbedding,
+    additive_mask,
+    apply_rope,
+    attend,
+    write_rows,
+    rms_norm,
+    rope_inv_freq,
+    scale_constant,
+)
+
+GEN = torch.Generator().manual_seed(0)
+
+
+def _randn(*shape, dtype=torch.float32) -> torch.Tensor:
+    return torch.randn(*shape, generator=GEN).to(dtype)
+
+
+# ---- RMSNorm (docs/model.md#rmsnorm) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("with_scale", [True, False])
+def test_rms_norm_is_transformers_gemma4_rmsnorm(dtype, with_scale):
+    x = _randn(2, 5, 64, dtype=dtype) * 3
+    ref = hf.Gemma4RMSNorm(64, eps=1e-6, with_scale=with_scale)
+    if with_scale:
+        with torch.no_grad():
+            ref.weight.copy_(_randn(64) * 2)
+    ours = rms_norm(x, ref.weight if with_scale else None, 1e-6)
+    assert ours.dtype == dtype
+    assert torch.equal(ours, ref(x))  # same op order: bit for bit
+
+
+def test_rms_norm_uses_the_weight_as_is_not_one_plus_weight():
+    x, w = _randn(3, 16), _randn(16)
+    xd = x.double()
+    expected = xd / torch.sqrt((xd * xd).mean(-1, keepdim=True) + 1e-6) * w.double()  # float64 reference
+    torch.testing.assert_close(rms_norm(x, w, 1e-6).double(), expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(rms_norm(x, torch.zeros(16), 1e-6), torch.zeros_like(x))  # 1 + w would keep x
+
+
+# ---- embedding scale (docs/model.md#embedding-scale) ----------------------------------------------------
+
+@pytest.mark.parametrize(("hidden", "dtype", "expected"), [
+    (1536, torch.bfloat16, 39.25), (2560, torch.bfloat16, 50.5), (1536, torch.float32, math.sqrt(1536)),
+])
+def test_embedding_scale_is_rounded_to_the_weight_dtype(hidden, dtype, expected):
+    assert scale_constant(math.sqrt(hidden), dtype).item() == pytest.approx(expected, rel=1e-7)
+    table = hf.Gemma4TextScaledWordEmbedding(10, 4, padding_idx=0, embed_scale=math.sqrt(hidden)).to(dtype)
+    ids = torch.tensor([[3, 7]])
+    ours = torch.nn.functional.embedding(ids, table.weight) * scale_constant(math.sqrt(hidden), dtype)
+    assert torch.equal(ours, table(ids))
+
+
+# ---- RoPE and p-RoPE (docs/model.md#rope-and-p-rope) -----------------------------------------------------
+
+def _configs(preset: str):
+    kwargs = dict(PRESETS[preset].target)
+    return parse_text_config(kwargs, preset), Gemma4TextConfig(**kwargs)
+
+
+@pytest.mark.parametrize("preset", ["tiny-e2b", "e2b"])
+def test_inverse_frequencies_equal_transformers(preset):
+    ours, theirs = _configs(preset)
+    rotary = hf.Gemma4TextRotaryEmbedding(theirs)
+    for layer_type in (SLIDING, FULL):
+        inv = rope_inv_freq(ours.rope[layer_type], ours.head_dim_of(layer_type))
+        assert torch.equal(inv, getattr(rotary, f"{layer_type}_inv_freq"))
+
+
+def test_proportional_rope_rotates_a_quarter_of_the_pairs():
+    ours, _ = _configs("e2b")
+    inv = rope_inv_freq(ours.rope[FULL], 512)
+    assert inv.shape == (256,) and bool((inv[:64] > 0).all()) and bool((inv[64:] == 0).all())
+    # exponent over the full head dim 512, theta 1e6 (float64 reference)
+    expected = torch.tensor([1e6 ** (-2 * j / 512) for j in range(64)], dtype=torch.float64)
+    torch.testing.assert_close(inv[:64].double(), expected, rtol=1e-6, atol=0)
+    rope = RotaryEmbedding(ours.rope[FULL], 512)
+    x = _randn(1, 3, 2, 512)
+    cos, sin = rope(torch.tensor([[5, 900, 40000]]), x.dtype)
+    y = apply_rope(x, cos, sin)
+    rotated = torch.zeros(512, dtype=torch.bool)
+    rotated[:64] = rotated[256:320] = True
+    assert torch.equal(y[..., ~rotated], x[..., ~rotated])  # dims with frequency 0 pass through
+    assert not torch.allclose(y[..., rotated], x[..., rotated])
+
+
+@pytest.mark.parametrize("preset", ["tiny-e2b", "e2b"])
+@pytest.mark.parametrize("layer_type", [SLIDING, FULL])
+def test_rotary_embedding_and_apply_equal_transformers(preset, layer_type):
+    ours, theirs = _configs(preset)
+    dim = ours.head_dim_of(layer_type)
+    positions = torch.tensor([[0, 1, 17, 511, 4095]])
+    x = _randn(1, 5, 3, dim)  # [B, T, heads, D]
+    cos, sin = RotaryEmbedding(ours.rope[layer_type], dim)(positions, x.dtype)
+    hf_cos, hf_sin = hf.Gemma4TextRotaryEmbedding(theirs)(x, positions, layer_type)
+    assert torch.equal(cos, hf_cos) and torch.equal(sin, hf_sin)
+    assert torch.equal(apply_rope(x, cos, sin), hf.apply_rotary_pos_emb(x, hf_cos, hf_sin, unsqueeze_dim=2))
+
+
+# ---- attention (docs/model.md#attention) -----------------------------------------------------------------
+
+def _attention_reference(q, k, v, valid):
+    """softmax(q k^T) v per query head in float64, head h reading KV head h // (Hq / Hkv); scale 1."""
+    b, t, hq, d = q.shape
+    hkv = k.shape[1]
+    out = torch.zeros(b, t, hq, d, dtype=torch.float64)
+    for h in range(hq):
+        kh = k[:, h // (hq // hkv)].double()          # [B, S, D]
+        vh = v[:, h // (hq // hkv)].double().transpose(1, 2)  # stored [B, D, S] -> [B, S, D]
+        scores = q[:, :, h].double() @ kh.transpose(1, 2)     # [B, T, S]
+        scores = scores.masked_fill(~valid, float("-inf"))
+        out[:, :, h] = torch.softmax(scores, dim=-1) @ vh
+    return out.reshape(b, t, hq * d)
+
+
+@pytest.mark.parametrize(("hq", "hkv"), [(4, 1), (8, 2), (4, 4)])
+def test_attend_equals_plain_softmax_attention(hq, hkv):
+    b, t, s, d = 1, 3, 11, 16
+    q, k, v = _randn(b, t, hq, d), _randn(b, hkv, s, d), _randn(b, hkv, d, s)
+    positions = torch.tensor([6, 7, 8])
+    slots = torch.arange(s)
+    valid = ((slots[None, :] <= positions[:, None]) & (slots[None, :] > positions[:, None] - 4))[None]  # window 4
+    out = attend(q, k, v, additive_mask(valid, q.dtype))
+    assert out.shape == (b, t, hq * d)
+    torch.testing.assert_close(out.double(), _attention_reference(q, k, v, valid), rtol=0, atol=1e-5)
+
+
+def test_masked_slots_do_not_matter():
+    q, k, v = _randn(1, 1, 4, 8), _randn(1, 2, 6, 8), _randn(1, 2, 8, 6)
+    valid = torch.tensor([[[True, True, True, False, False, False]]])
+    mask = additive_mask(valid, q.dtype)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, 3:] = 1e4
+    v2[:, :, :, 3:] = -1e4
+    assert torch.equal(attend(q, k, v, mask), attend(q, k2, v2, mask))
+
+
+def test_write_rows_writes_consecutive_slots_of_both_layouts():
+    k, v = torch.zeros(1, 2, 8, 3), torch.zeros(1, 2, 3, 8)
+    new_k = _randn(1, 2, 2, 3)
+    out_k = write_rows(k, new_k, torch.tensor(5), 2)
+    out_v = write_rows(v, new_k.transpose(2, 3), torch.tensor(5), 3)
+    assert torch.equal(out_k[:, :, 5:7], new_k) and not out_k[:, :, :5].any() and not out_k[:, :, 7:].any()
+    assert torch.equal(out_v[:, :, :, 5:7], new_k.transpose(2, 3)) and not out_v[..., :5].any()
+    assert not k.any()  # not in place
+    same = write_rows(k, new_k, torch.tensor(5), 2, in_place=True)
+    assert same is k and torch.equal(k, out_k)
