@@ -24,12 +24,12 @@ if ! cmp -s <($py -c 'import json,sys; d=json.load(open(sys.argv[1])); d.pop("ch
     echo "note: this interpreter's stdlib differs from the committed pair's corpus; the rebuilt pair will differ" >&2
 fi
 [ -d "$work/pair/target" ] || /usr/bin/time -v $py -m edge_mtp.train.demo target "$work/corpus" -o "$work/pair/target" \
-    --steps 1500 --batch 8 --lr 6e-3 --warmup 50 --seq-len 256 --seed 0 --threads 2 --dtype bfloat16 \
+    --steps 2400 --batch 8 --lr 6e-3 --warmup 50 --seq-len 256 --seed 0 --threads 1 --dtype bfloat16 \
     --report "$work/target_report.json" 2> >(tee "$work/target.time" >&2)
 [ -d "$work/pair/drafter" ] || /usr/bin/time -v .venv/bin/edge-mtp train-drafter --target "$work/pair/target" \
     --data "$work/corpus/python" -o "$work/pair/drafter" --eval-prompts "$work/corpus/prompts.json" \
     --hidden 64 --intermediate 512 --heads 4 --centroids 64 --top-k 8 \
-    --steps 600 --batch 8 --lr 2e-3 --warmup 30 --draft-len 3 --seq-len 256 --seed 0 --threads 2 --dtype bfloat16 \
+    --steps 800 --batch 8 --lr 2e-3 --warmup 30 --draft-len 3 --seq-len 256 --seed 0 --threads 1 --dtype bfloat16 \
     2> >(tee "$work/drafter.time" >&2)
 cp "$work/corpus/prompts.json" "$work/corpus/manifest.json" "$work/pair/"
 if [ "$install" = 1 ]; then

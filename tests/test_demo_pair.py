@@ -8,9 +8,9 @@ import json
 import pytest
 
 from edge_mtp.checkpoints.presets import PRESETS
+from edge_mtp.demo import package_pair
 from edge_mtp.model import load_drafter, load_pair
 from edge_mtp.model.config import read_json
-from edge_mtp.demo import package_pair
 from edge_mtp.train.evaluate import acceptance_report, torch_backends
 
 PAIR = package_pair()
@@ -70,5 +70,5 @@ def test_recorded_report_is_reproduced(report):
 
 
 def test_drafter_centroids_cover_the_vocabulary():
-    drafter, cfg = load_drafter(PAIR / "drafter")
+    _, cfg = load_drafter(PAIR / "drafter")
     assert cfg.use_ordered_embeddings and cfg.num_centroids * 64 == cfg.text.vocab_size

@@ -20,7 +20,13 @@ from edge_mtp.train import drafter_io
 from edge_mtp.train.centroids import balanced_kmeans
 from edge_mtp.train.data import batch_indices, make_windows
 from edge_mtp.train.drafter import Options, checkpoint_dir, fit, train_drafter
-from edge_mtp.train.selfdistill import chain_loss, draft_hidden, round_starts, teacher_pass, view_masks
+from edge_mtp.train.selfdistill import (
+    chain_loss,
+    draft_hidden,
+    round_starts,
+    teacher_pass,
+    view_masks,
+)
 from edge_mtp.train.tokenizer import train_tokenizer
 
 K = 3
@@ -216,7 +222,7 @@ def test_windows_and_batches():
     assert w.heldout[0, 1:].tolist() == list(range(10 + 3 * 9, 10 + 4 * 9))  # the 4th window
     first = [batch_indices(9, 3, s, seed=1).tolist() for s in range(6)]
     assert first == [batch_indices(9, 3, s, seed=1).tolist() for s in range(6)]
-    assert sorted(sum(first[:3], [])) == list(range(9))  # one epoch sees every window once
+    assert sorted(i for batch in first[:3] for i in batch) == list(range(9))  # one epoch sees every window once
 
 
 def _fails(capsys, work: Path, *argv) -> str:

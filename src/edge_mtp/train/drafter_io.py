@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from edge_mtp.model import FULL, SLIDING, DrafterConfig, Gemma4Drafter, TargetConfig
-from edge_mtp.model.config import parse_text_config, read_json, load_drafter_config
+from edge_mtp.model.config import load_drafter_config, parse_text_config, read_json
 
 DRAFTER_LAYER_TYPES = (SLIDING, SLIDING, SLIDING, FULL)  # E2B / E4B assistants
 _PER_MODEL_KEYS = ("per_layer_config", "global_head_dim", "num_global_key_value_heads")
