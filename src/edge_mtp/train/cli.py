@@ -24,7 +24,7 @@ D = Options(target=Path(), data=(), out=Path())  # the defaults shown in --help
 @click.option("--data", type=PATH, multiple=True, required=True,
               help="UTF-8 text file or folder of them (repeat the option for several)")
 @click.option("-o", "--out", type=OUTPUT, required=True, help="output drafter folder (must not exist, its folder must)")
-@click.option("--steps", metavar="N", type=click.IntRange(min=1), default=D.steps)
+@click.option("--steps", metavar="N", type=click.IntRange(min=1), default=D.steps, help="optimiser steps")
 @click.option("--batch", metavar="N", type=click.IntRange(min=1), default=D.batch,
               help="windows per step (every position of a window is a round start)")
 @click.option("--lr", type=float, default=D.lr, help="peak learning rate (linear warmup, then cosine decay)")
@@ -36,8 +36,9 @@ D = Options(target=Path(), data=(), out=Path())  # the defaults shown in --help
               help="of the target's distributions (< 1 sharpens them towards greedy)")
 @click.option("--teacher-quant", type=click.Choice(("none", "int8", "int4")), default=D.teacher_quant,
               help="distil against the target with fake-quantized weights (like an int8/int4 export's)")
-@click.option("--seed", metavar="N", type=click.IntRange(min=0), default=D.seed)
-@click.option("--device", type=click.Choice(("cpu", "cuda")), default=D.device)
+@click.option("--seed", metavar="N", type=click.IntRange(min=0), default=D.seed,
+              help="seed of the fresh drafter, the k-means and the batch order")
+@click.option("--device", type=click.Choice(("cpu", "cuda")), default=D.device, help="where the passes run")
 @click.option("--dtype", type=click.Choice(("float32", "bfloat16")), default=D.dtype,
               help="teacher passes and drafter compute (weights and optimiser stay float32)")
 @click.option("--threads", metavar="N", type=click.IntRange(min=1), default=None, show_default="torch's",
@@ -53,7 +54,8 @@ D = Options(target=Path(), data=(), out=Path())  # the defaults shown in --help
               help="JSON {category: [prompt text]} for the acceptance report")
 @click.option("--eval-ks", type=DRAFT_LENS, default=",".join(map(str, D.eval_ks)),
               help="draft lengths of the acceptance report")
-@click.option("--eval-new-tokens", metavar="N", type=click.IntRange(min=1), default=D.eval_new_tokens)
+@click.option("--eval-new-tokens", metavar="N", type=click.IntRange(min=1), default=D.eval_new_tokens,
+              help="greedy tokens generated per prompt in the acceptance report")
 @click.option("--hidden", metavar="N", type=click.IntRange(min=1), default=None, show_default="scaled from the target",
               help="a fresh drafter's hidden size")
 @click.option("--intermediate", metavar="N", type=click.IntRange(min=1), default=None,
