@@ -20,13 +20,7 @@ from edge_mtp.train import drafter_io
 from edge_mtp.train.centroids import balanced_kmeans
 from edge_mtp.train.data import batch_indices, make_windows
 from edge_mtp.train.drafter import Options, checkpoint_dir, fit, train_drafter
-from edge_mtp.train.selfdistill import (
-    chain_loss,
-    draft_hidden,
-    round_starts,
-    teacher_pass,
-    view_masks,
-)
+from edge_mtp.train.selfdistill import chain_loss, draft_hidden, round_starts, teacher_pass, view_masks
 from edge_mtp.train.tokenizer import train_tokenizer
 
 K = 3

@@ -19,41 +19,17 @@ from pathlib import Path
 import torch
 
 from edge_mtp.errors import EdgeMTPError
-from edge_mtp.model import (
-    Gemma4Drafter,
-    check_pair,
-    load_drafter,
-    load_target,
-    load_target_config,
-)
+from edge_mtp.model import Gemma4Drafter, check_pair, load_drafter, load_target, load_target_config
 from edge_mtp.model.checkpoint import DTYPES, checkpoint_id
 from edge_mtp.model.config import load_drafter_config, read_json
 from edge_mtp.train import drafter_io
 from edge_mtp.train.centroids import balanced_kmeans, centroid_weights
-from edge_mtp.train.data import (
-    Windows,
-    batch_indices,
-    data_files,
-    load_tokenizer,
-    text_windows,
-)
-from edge_mtp.train.evaluate import (
-    acceptance_report,
-    heldout_prompts,
-    text_prompts,
-    torch_backends,
-)
+from edge_mtp.train.data import Windows, batch_indices, data_files, load_tokenizer, text_windows
+from edge_mtp.train.evaluate import acceptance_report, heldout_prompts, text_prompts, torch_backends
 from edge_mtp.train.fakequant import SCHEMES, fake_quantize_
 from edge_mtp.train.options import Options
 from edge_mtp.train.selfdistill import chain_loss
-from edge_mtp.train.steps import (
-    Run,
-    Schedule,
-    load_checkpoint,
-    make_optimizer,
-    save_checkpoint,
-    train,
-)
+from edge_mtp.train.steps import Run, Schedule, load_checkpoint, make_optimizer, save_checkpoint, train
 
 REPORT = "train_drafter.json"
 

@@ -24,14 +24,7 @@ from edge_mtp.errors import EdgeMTPError
 from edge_mtp.model import Gemma4Target, load_target
 from edge_mtp.model.layers import copy_rows
 from edge_mtp.train.data import batch_indices, text_windows
-from edge_mtp.train.steps import (
-    Run,
-    Schedule,
-    load_checkpoint,
-    make_optimizer,
-    save_checkpoint,
-    train,
-)
+from edge_mtp.train.steps import Run, Schedule, load_checkpoint, make_optimizer, save_checkpoint, train
 
 COPIED = ("config.json", "generation_config.json", "tokenizer.json")
 POST_NORMS = ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight", "post_per_layer_input_norm.weight")
