@@ -44,6 +44,10 @@ class Pairs:
         self._hf: dict[str, tuple] = {}
 
     def dirs(self, preset: str) -> tuple[Path, Path]:
+        if preset == "demo":  # the committed, trained pair
+            from edge_mtp.demo import package_pair
+
+            return package_pair() / "target", package_pair() / "drafter"
         if preset not in self._dirs:
             from edge_mtp.checkpoints.make import make_checkpoint
 
@@ -67,6 +71,17 @@ class Pairs:
         import json
 
         return json.loads((self.dirs(preset)[1] / "distill_prompts.json").read_text())
+
+    def demo_prompts(self) -> dict[str, list[list[int]]]:
+        """The demo pair's held-out prompts per category, as token ids."""
+        import json
+
+        from edge_mtp.runtime.tokenizer import TextCodec
+        from edge_mtp.demo import package_pair
+
+        codec = TextCodec(package_pair() / "target")
+        texts = json.loads((package_pair() / "prompts.json").read_text())
+        return {c: [codec.encode(t) for t in ts] for c, ts in texts.items()}
 
 
 @pytest.fixture(scope="session")

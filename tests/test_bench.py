@@ -102,7 +102,7 @@ def test_cli_writes_table_json_and_report(bundles, distill_file, tmp_path, capsy
 
 def test_builtin_prompts_use_the_bundle_tokenizer(bundles):
     result = run_bench(BenchConfig(bundles.path("tiny-e2b"), draft_lens=(2,), **SMALL))
-    assert list(result["prompts"]) == ["code", "rewrite", "free-form", "chat"]
+    assert list(result["prompts"]) == ["code", "chat", "free-form"]  # the held-out prompts that fit 128 slots
     check_consistent(result)
 
 

@@ -274,23 +274,26 @@ def test_libraries_refuse_missing_parents_too(tmp_path):
 
 
 def test_demo_prints_text_rates_and_where_it_wrote(pairs, bundles, capsys, monkeypatch, tmp_path):
-    """Issue 11 item 11: the demo printed token ids only."""
+    """Issue 11 item 11: the demo printed token ids only. (The tiny pair stands in for the shipped one,
+    whose bundle tests/test_demo_pair.py does not export.)"""
     from conftest import BUNDLE_K
 
     import edge_mtp.demo as demo
     from edge_mtp.runtime.tokenizer import TextCodec
 
     monkeypatch.setenv("EDGE_MTP_CACHE", str(tmp_path))
-    assert demo.demo_dir().parent == tmp_path
+    assert demo.cache_root() == tmp_path
     pair = pairs.dirs("tiny-e2b")[0].parent
+    codec = TextCodec(pair / "target")
+    text = codec.decode(pairs.prompts("tiny-e2b")[0])
     monkeypatch.setattr(demo, "demo_pair", lambda: pair)
     monkeypatch.setattr(demo, "demo_bundle", lambda p, k: bundles.path("tiny-e2b"))
+    monkeypatch.setattr(demo, "demo_prompt", lambda p: text)
     assert main(["demo", "--draft-len", str(BUNDLE_K), "--max-new-tokens", "10"]) == 0
     out = capsys.readouterr().out
-    prompt = demo.demo_prompt(pair)
+    prompt = codec.encode(text)
     backend, _, _ = open_torch_backend(pair / "target", pair / "drafter", context=len(prompt) + 16)
     tokens = generate(backend, prompt, LoopConfig(draft_len=BUNDLE_K, max_new_tokens=10)).tokens
-    codec = TextCodec(pair / "target")
     assert f"generated   {codec.decode(tokens)!r}" in out
     assert f"demo pair   {pair}" in out and f"bundle      {bundles.path('tiny-e2b')}" in out
     rates = [line for line in out.splitlines() if " tokens/s | tokens " in line]

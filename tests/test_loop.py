@@ -240,3 +240,17 @@ def test_auto_trace_header_rounds_and_diff(pairs):
     other = json.loads(json.dumps(lines))
     other[3]["rates"][1] = float(np.nextafter(other[3]["rates"][1], 1.0))
     assert [(d.where, d.key) for d in diff_traces(lines, other, LOGIT_TOL).differences] == [("round 2", "rates")]
+
+
+def _demo_prompts(pairs) -> list[list[int]]:
+    """Two held-out prompts of every category of the trained demo pair (code, rewrite, chat, prose, C)."""
+    return [p for ps in pairs.demo_prompts().values() for p in ps[:2]]
+
+
+def test_trained_demo_pair_equals_transformers_plain_and_k3(pairs):
+    """The committed pair (real weights, real text): plain decoding and K = 3 assisted generation
+    round by round, drafts and acceptance included."""
+    prompts = _demo_prompts(pairs)
+    _check_against_hf(pairs, "demo", 0, prompts)
+    counts = _check_against_hf(pairs, "demo", 3, prompts)
+    assert set(counts) == {0, 1, 2, 3}, f"acceptance counts seen: {sorted(set(counts))}"

@@ -1,5 +1,5 @@
 """Command line (click): `edge-mtp run | make-checkpoint | export | inspect | verify | demo | trace diff |
-bench | profile summarize`, and `edge-export` (the same as `edge-mtp export`).
+bench | profile summarize | train-drafter`, and `edge-export` (the same as `edge-mtp export`).
 
 Every user error, click's usage errors included, is one line `error: ...` on stderr and exit code 2;
 nothing is written on failure. `main(argv)` and `export_main(argv)` return the exit code (the console
@@ -252,15 +252,17 @@ def make_checkpoint_cmd(preset: str, out_dir: Path, seed: int, distill_steps: in
 
 
 @cli.command("demo", context_settings=CONTEXT)
-@click.option("--draft-len", metavar="K", type=click.IntRange(min=1), default=4,
+@click.option("--draft-len", metavar="K", type=click.IntRange(min=1), default=3,
               help="K of the exported demo bundle and of the speculative runs")
 @click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=48, help="tokens generated per run")
-def demo_cmd(draft_len: int, max_new_tokens: int) -> int:
-    """Make the built-in demo pair and its bundle once (in $EDGE_MTP_CACHE, else ~/.cache/edge-mtp/), then
-    generate plainly and speculatively with PyTorch and the bundle: text, tokens/s, and whether they agree."""
+@click.option("--prompt", default=None, show_default="a held-out code prompt of the demo pair", help="prompt text")
+def demo_cmd(draft_len: int, max_new_tokens: int, prompt: str | None) -> int:
+    """Export the shipped demo pair (a small Gemma-4-shaped target + MTP drafter trained on Python's standard
+    library) to a bundle once (in $EDGE_MTP_CACHE, else ~/.cache/edge-mtp/), then generate plainly and
+    speculatively with PyTorch and the bundle: text, tokens/s, and whether they agree."""
     from edge_mtp.demo import run_demo
 
-    return run_demo(draft_len, max_new_tokens)
+    return run_demo(draft_len, max_new_tokens, prompt)
 
 
 # ---- export, inspect, verify ---------------------------------------------------------------------------
@@ -411,14 +413,16 @@ def trace_diff_cmd(a: Path, b: Path, logit_tol: float, ignore_model: bool, rows:
     return diff_files(a, b, logit_tol, ignore_model, rows, as_json)
 
 
-def _add_bench() -> None:
+def _add_commands() -> None:
     from edge_mtp.bench.cli import bench, profile
+    from edge_mtp.train.cli import train_drafter_cmd
 
     cli.add_command(bench)
     cli.add_command(profile)
+    cli.add_command(train_drafter_cmd)
 
 
-_add_bench()
+_add_commands()
 
 
 # ---- entry points -------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Benchmark prompts by category: built-in (code, rewrite, free-form, chat) or from a JSON file.
+"""Benchmark prompts by category: built-in or from a JSON file.
 
-Built-in prompts are text, encoded with the bundle's own tokenizer when it has one; without one they are
-token-id prompts made by a fixed rule per category (a repeated motif for code, a repeated sentence for
-rewrite, a chat template around random ids for chat, random ids for free-form). On random-weight
-stand-in checkpoints the categories only differ in shape; a distilled drafter accepts drafts reliably
-only on the prompts it was distilled on (`drafter/distill_prompts.json`; pass that file to --prompts).
+Built-in prompts are the shipped demo pair's held-out prompts (`edge_mtp/demo_pair/prompts.json`: code,
+rewrite, chat, free-form, c; never trained on), the first `BUILTIN_PER_CATEGORY` of each category that fit
+the bundle's context, encoded with the bundle's own tokenizer (a category none of whose prompts fits is
+left out). Without a tokenizer they are token-id prompts made by a fixed rule per category (a repeated
+motif for code, a repeated sentence for rewrite, a chat template around random ids for chat, random ids
+for free-form). On random-weight stand-in checkpoints the categories only differ in shape; a distilled
+drafter accepts drafts reliably only on the prompts it was distilled on (`drafter/distill_prompts.json`;
+pass that file to --prompts).
 
 File formats (JSON): a list of prompts (their category is the file's name without extension), or
 {category: [prompt, ...]}; a prompt is text (needs a tokenizer) or a list of token ids.
@@ -20,18 +23,9 @@ import numpy as np
 
 from edge_mtp.errors import EdgeMTPError
 
-CATEGORIES = ("code", "rewrite", "free-form", "chat")
-_CHAT = "<start_of_turn>user\n{}<end_of_turn>\n<start_of_turn>model\n"
-BUILTIN_TEXT = {
-    "code": ["def fibonacci(n):\n    if n < 2:\n        return n\n    return",
-             "for (int i = 0; i < count; i++) {\n    total += values[i];"],
-    "rewrite": ["Rewrite this more politely: send me the report by noon or else.",
-                "Rewrite in plain English: the meeting has been postponed until further notice."],
-    "free-form": ["Once upon a time, in a quiet village by the sea, there lived",
-                  "The history of the printing press begins with"],
-    "chat": [_CHAT.format("What is the capital of France?"),
-             _CHAT.format("Can you suggest a name for my new cat?")],
-}
+CATEGORIES = ("code", "rewrite", "free-form", "chat")  # of the rule-made id prompts
+BUILTIN_PER_CATEGORY = 2
+DEMO_PROMPTS = Path(__file__).resolve().parent.parent / "demo_pair" / "prompts.json"
 FIRST_ORDINARY_ID = 107  # after Gemma's special tokens (<pad> .. <end_of_turn>)
 
 
@@ -47,11 +41,17 @@ def _rule_ids(category: str, index: int, vocab: int) -> list[int]:
     return [2] + draw(16)
 
 
-def builtin_prompts(vocab: int, codec=None) -> dict[str, list[list[int]]]:
-    """Two prompts per category: the text ones through `codec`, else the rule-made id prompts."""
-    if codec is not None:
-        return {c: [codec.encode(t) for t in texts] for c, texts in BUILTIN_TEXT.items()}
-    return {c: [_rule_ids(c, i, vocab) for i in range(2)] for c in CATEGORIES}
+def builtin_prompts(vocab: int, codec=None, context: int | None = None) -> dict[str, list[list[int]]]:
+    """Two prompts per category: the demo pair's held-out texts through `codec` (those shorter than
+    `context`), else the rule-made id prompts."""
+    if codec is None:
+        return {c: [_rule_ids(c, i, vocab) for i in range(BUILTIN_PER_CATEGORY)] for c in CATEGORIES}
+    out = {}
+    for category, texts in json.loads(DEMO_PROMPTS.read_text()).items():
+        fits = [ids for ids in map(codec.encode, texts) if context is None or len(ids) < context]
+        if fits:
+            out[category] = fits[:BUILTIN_PER_CATEGORY]
+    return out
 
 
 def _encode(prompt, codec, where: str) -> list[int]:
@@ -78,7 +78,7 @@ def file_prompts(path: Path, codec=None) -> dict[str, list[list[int]]]:
 
 def load_prompts(source: str, vocab: int, context: int, codec=None) -> dict[str, list[list[int]]]:
     """`source` is "builtin" or a JSON file; every id must be in the vocab and every prompt fit the context."""
-    prompts = builtin_prompts(vocab, codec) if source == "builtin" else file_prompts(Path(source), codec)
+    prompts = builtin_prompts(vocab, codec, context) if source == "builtin" else file_prompts(Path(source), codec)
     for category, items in prompts.items():
         for ids in items:
             if not all(0 <= t < vocab for t in ids):

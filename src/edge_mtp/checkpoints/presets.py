@@ -176,6 +176,21 @@ PRESETS: dict[str, Preset] = {
         ),
         drafter_hidden=64, drafter_intermediate=256, num_centroids=64, top_k=8,
     ),
+    # The built-in demo pair's shape (`edge_mtp.train.demo` trains it on the Python standard library;
+    # the trained pair is committed under src/edge_mtp/demo_pair/): E2B's layer pattern at 15 layers,
+    # GQA 2:1, full-layer head dim = 2 x sliding, KV sharing on the last 6 layers with the double-wide MLP,
+    # a window of 128 so that prompts of a few hundred tokens exercise it, and E2B's assistant layout.
+    "demo": _preset(
+        "demo",
+        wrapper="conditional",
+        dtype="float32",
+        target=_text_kwargs(
+            vocab=4096, hidden=128, intermediate=256, layer_types=([S] * 4 + [F]) * 3, heads=2, kv_heads=1,
+            head_dim=64, global_head_dim=128, window=128, max_positions=2048, ple_dim=8, ple_vocab=4096,
+            kv_shared=6, double_wide=True, softcap=30.0,
+        ),
+        drafter_hidden=64, drafter_intermediate=512, num_centroids=64, top_k=8,
+    ),
     # ~103 M-parameter target (embeddings included; 48 M of it embeddings + PLE tables) for benchmarks:
     # E2B's layer pattern, GQA 8:1, global head dim = 2 x sliding, window 512, KV sharing on the last
     # 40% of layers and E2B's drafter geometry (256 wide, 128 vocab rows per centroid, top-32 centroids).

@@ -1,0 +1,167 @@
+"""The fine-tune scenario: the demo target fine-tuned on a second domain (C: the interpreter's API headers),
+the stock drafter's acceptance there, and `edge-mtp train-drafter` restoring it.
+
+    python benchmarks/finetune.py fp32  WORK   # fine-tune, retrain the drafter, PyTorch fp32 acceptance
+    python benchmarks/finetune.py quant WORK   # the same pairs as int8 / int4 LiteRT bundles (run after fp32)
+
+Each step runs the real command (printed before it runs) and is skipped when its output exists, so a rerun
+only measures. Acceptance is the speculative loop's own (greedy, `edge_mtp.train.evaluate`) on held-out
+prompts of every category: the demo pair's (code, rewrite, chat, free-form) and the new domain's (c).
+Results: WORK/finetune-<mode>.json and Markdown tables on stdout (benchmarks/README.md, "Fine-tuned
+target: re-training the drafter").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIR = ROOT / "src" / "edge_mtp" / "demo_pair"
+PY = str(Path(sys.executable))
+KS = (1, 2, 3, 4)
+NEW_TOKENS = 48
+THREADS = "1"
+FINETUNE = ["--steps", "300", "--batch", "8", "--lr", "1e-3", "--warmup", "20", "--seed", "0", "--threads", THREADS,
+            "--dtype", "bfloat16"]
+RETRAIN = ["--steps", "300", "--batch", "8", "--lr", "1e-3", "--warmup", "20", "--draft-len", "3", "--seed", "0",
+           "--threads", THREADS, "--dtype", "bfloat16"]
+
+
+def sh(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def corpus(work: Path) -> Path:
+    out = work / "corpus"
+    if not out.exists():
+        sh([PY, "-m", "edge_mtp.train.demo", "corpus", str(out)])
+    return out
+
+
+def finetuned_target(work: Path) -> Path:
+    out = work / "ft-target"
+    if not out.exists():
+        sh(["/usr/bin/time", "-v", PY, "-m", "edge_mtp.train.demo", "finetune", str(PAIR / "target"),
+            str(corpus(work) / "c"), "-o", str(out), *FINETUNE, "--report", str(work / "ft-target.json")])
+    return out
+
+
+def retrained_drafter(work: Path, target: Path, name: str = "ft-drafter", extra: tuple[str, ...] = ()) -> Path:
+    out = work / name
+    if not out.exists():
+        sh(["/usr/bin/time", "-v", str(Path(PY).parent / "edge-mtp"), "train-drafter", "--target", str(target),
+            "--init", str(PAIR / "drafter"), "--data", str(corpus(work) / "c"), "-o", str(out),
+            "--eval-prompts", str(PAIR / "prompts.json"), *RETRAIN, *extra])
+    return out
+
+
+def prompts() -> dict[str, list[list[int]]]:
+    from edge_mtp.runtime.tokenizer import TextCodec
+
+    codec = TextCodec(PAIR / "target")
+    return {c: [codec.encode(t) for t in ts] for c, ts in json.loads((PAIR / "prompts.json").read_text()).items()}
+
+
+def torch_report(target: Path, drafter: Path) -> dict:
+    from edge_mtp.model import load_pair
+    from edge_mtp.train.evaluate import acceptance_report, torch_backends
+
+    t, tcfg, d, _ = load_pair(target, drafter, "float32")
+    return acceptance_report(torch_backends(t, tcfg, d), prompts(), KS, NEW_TOKENS)
+
+
+def bundle_report(bundle: Path) -> dict:
+    from edge_mtp.runtime.litert_backend import LiteRTBackend
+    from edge_mtp.train.evaluate import acceptance_report
+
+    backend = LiteRTBackend(bundle)
+    return acceptance_report(lambda context: backend, prompts(), KS, NEW_TOKENS)
+
+
+def table(reports: dict[str, dict], k: int | None = None) -> str:
+    """Markdown: one row per category, one column per pair: slot-1 acceptance and tokens/round at K."""
+    names = list(reports)
+    lines = ["| category | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    categories = [r["category"] for r in next(iter(reports.values()))["rows"] if r["draft_len"] == KS[0]]
+    for category in categories:
+        cells = []
+        for name in names:
+            row = next(r for r in reports[name]["rows"] if r["category"] == category and r["draft_len"] == k)
+            slots = "/".join(f"{a:.2f}" for a in row["acceptance_per_slot"])
+            cells.append(f"{slots} ({row['mean_tokens_per_round']:.2f})")
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_k(reports: dict[str, dict], category: str) -> str:
+    names = list(reports)
+    lines = [f"| K ({category}) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for k in KS:
+        cells = [f"{next(r for r in rep['rows'] if r['category'] == category and r['draft_len'] == k)['mean_tokens_per_round']:.2f}"
+                 for rep in reports.values()]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def show(reports: dict[str, dict], out: Path) -> None:
+    out.write_text(json.dumps(reports, indent=1) + "\n")
+    for k in KS:
+        print(f"\nK = {k}: acceptance per slot (mean tokens per round)\n")
+        print(table(reports, k))
+    print("\nmean tokens per round on the new domain\n")
+    print(per_k(reports, "c"))
+    print(f"\nwrote {out}")
+
+
+def fp32(work: Path) -> None:
+    target = finetuned_target(work)
+    drafter = retrained_drafter(work, target)
+    reports = {
+        "stock target + stock drafter": torch_report(PAIR / "target", PAIR / "drafter"),
+        "fine-tuned target + stock drafter": torch_report(target, PAIR / "drafter"),
+        "fine-tuned target + retrained drafter": torch_report(target, drafter),
+    }
+    show(reports, work / "finetune-fp32.json")
+
+
+def quant(work: Path, quants: list[str]) -> None:
+    """int8 / int4 bundles of the fine-tuned target with the stock and the retrained drafter (the exporter's
+    current recipes; rerun after an exporter change to refresh the numbers)."""
+    target, drafter = finetuned_target(work), retrained_drafter(work, finetuned_target(work))
+    reports = {}
+    for q in quants:
+        for name, d in (("stock", PAIR / "drafter"), ("retrained", drafter)):
+            bundle = work / f"ft-{name}-{q}.litertlm"
+            if not bundle.exists():
+                sh([str(Path(PY).parent / "edge-export"), "--target", str(target), "--drafter", str(d), "-o", str(bundle),
+                    "--quant", q, "--draft-len", "3", "--prefill", "32,128", "--context", "512"])
+            reports[f"{q} {name} drafter"] = bundle_report(bundle)
+    show(reports, work / "finetune-quant.json")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", choices=("fp32", "quant"))
+    p.add_argument("work", type=Path)
+    p.add_argument("--quant", default="int8,int4")
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    import torch
+
+    torch.set_num_threads(int(THREADS))
+    if args.mode == "fp32":
+        fp32(args.work)
+    else:
+        quant(args.work, args.quant.split(","))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
