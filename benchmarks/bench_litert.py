@@ -311,7 +311,7 @@ def build(args, res: Result) -> tuple[Path, dict[str, Path], dict[str, Path]]:
     target, drafter = str(ckpt / "target"), str(ckpt / "drafter")
     tag = f"c{args.context}-k{args.draft_len}-p{'_'.join(map(str, args.prefill))}"
     ours, theirs = {}, {}
-    norm = "" if args.rms_norm == "composite" else f"-norm_{args.rms_norm}"
+    norm = "" if args.rms_norm == "ops" else f"-norm_{args.rms_norm}"
     for quant in args.quant:
         out = root / f"ours-{quant}-{tag}{norm}.litertlm"
         if step(f"ours-{quant}{norm}", "export_ours",
@@ -587,7 +587,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peer-timeout", type=float, default=3600, help="seconds for the export_hf conversion")
     p.add_argument("--skip-peer", action="store_true", help="only our graphs")
     p.add_argument("--build-only", action="store_true", help="build (or find) the graphs, time nothing")
-    p.add_argument("--rms-norm", default="composite", help="our target's RMSNorm form (ExportOptions.rms_norm)")
+    p.add_argument("--rms-norm", default="ops", help="our target's RMSNorm form (ExportOptions.rms_norm)")
     p.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
                    help="another bundle of ours to time interleaved with the rest; `{quant}` in PATH is filled in")
     p.add_argument("--json", type=Path, help="write the results here")

@@ -43,7 +43,7 @@ class ExportOptions:
     prefill_lengths: tuple[int, ...] = (32, 128)
     context: int = 1024
     dense_head: bool = False
-    rms_norm: str = "composite"  # LiteRT: "composite" (odml.rms_norm) or "ops" (edge_mtp.export.litert.NORMS)
+    rms_norm: str = "ops"  # LiteRT: "ops" or "composite" (odml.rms_norm), edge_mtp.export.litert.NORMS
 
 
 LITERT_TOOLS = ("litert-torch", "ai-edge-litert", "litert-lm-builder")

@@ -61,7 +61,10 @@ def composite_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float)
     return builder.mark_outputs(rms_norm(x, weight, eps))
 
 
-NORMS = {"composite": composite_rms_norm, "ops": rms_norm}  # how the target graphs compute RMSNorm
+# How the target graphs compute RMSNorm. "ops" is the default: with ai-edge-litert 2.3.0 the CPU runs each
+# composite as a call of its decomposition outside XNNPACK (one delegate partition per norm), which made
+# small-e2b's decode ~15% slower (benchmarks/README.md#issue-12-graphs); "composite" is for runtimes that fuse it.
+NORMS = {"ops": rms_norm, "composite": composite_rms_norm}
 
 
 def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) -> Path:
@@ -77,7 +80,7 @@ def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) ->
 
 def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShapes,
                  target_weights: ExternalWeights | None = None, drafter_weights: ExternalWeights | None = None,
-                 rms_norm: str = "composite") -> dict[str, list[tuple[str, torch.nn.Module, dict]]]:
+                 rms_norm: str = "ops") -> dict[str, list[tuple[str, torch.nn.Module, dict]]]:
     """{section: [(signature, graph module, sample kwargs)]}; with `*_weights`, the graphs take the
     weights as inputs; `rms_norm` picks the target's norm form from `NORMS`."""
     if rms_norm not in NORMS:
