@@ -45,6 +45,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from opcount import op_counts
 
 SECTIONS = {  # our bundle section -> the peer's file holding the same graph
     "tf_lite_embedder": "embedder.tflite",
@@ -99,10 +100,12 @@ def make_pair(preset: str, out: str) -> None:
     make_checkpoint(preset, Path(out), seed=0)
 
 
-def export_ours(target: str, drafter: str, out: str, quant: str, draft_len: int, prefill: tuple, context: int) -> None:
+def export_ours(target: str, drafter: str, out: str, quant: str, draft_len: int, prefill: tuple, context: int,
+                rms_norm: str = "composite") -> None:
     from edge_mtp.export.exporter import ExportOptions, export_litertlm
 
-    export_litertlm(Path(target), Path(drafter), Path(out), ExportOptions(quant, draft_len, tuple(prefill), context))
+    opts = ExportOptions(quant, draft_len, tuple(prefill), context, rms_norm=rms_norm)
+    export_litertlm(Path(target), Path(drafter), Path(out), opts)
 
 
 def export_theirs(target: str, drafter: str, out: str, draft_len: int, prefill: tuple, context: int) -> None:
@@ -282,6 +285,7 @@ class Result:
     bandwidth: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
     parity: dict = field(default_factory=dict)  # quant -> ours vs theirs decode logits on identical inputs
+    op_counts: dict = field(default_factory=dict)  # quant -> side -> signature -> {op type: count}
     notes: dict = field(default_factory=dict)
     build_s: dict = field(default_factory=dict)
 
@@ -307,10 +311,12 @@ def build(args, res: Result) -> tuple[Path, dict[str, Path], dict[str, Path]]:
     target, drafter = str(ckpt / "target"), str(ckpt / "drafter")
     tag = f"c{args.context}-k{args.draft_len}-p{'_'.join(map(str, args.prefill))}"
     ours, theirs = {}, {}
+    norm = "" if args.rms_norm == "ops" else f"-norm_{args.rms_norm}"
     for quant in args.quant:
-        out = root / f"ours-{quant}-{tag}.litertlm"
-        if step(f"ours-{quant}", "export_ours",
-                (target, drafter, str(out), quant, args.draft_len, tuple(args.prefill), args.context), out):
+        out = root / f"ours-{quant}-{tag}{norm}.litertlm"
+        if step(f"ours-{quant}{norm}", "export_ours",
+                (target, drafter, str(out), quant, args.draft_len, tuple(args.prefill), args.context, args.rms_norm),
+                out):
             ours[quant] = out
     if args.skip_peer:
         return ckpt, ours, theirs
@@ -341,11 +347,24 @@ def _step(res: Result, root: Path, key: str, fn: str, fargs: tuple, done: Path, 
     return done.exists()
 
 
+def extra_bundles(specs: list[str], quant: str) -> list[tuple[str, Path]]:
+    """(label, bundle) of each `--extra LABEL=PATH` whose PATH (with `{quant}` filled in) exists."""
+    out = []
+    for spec in specs:
+        label, _, template = spec.partition("=")
+        path = Path(template.format(quant=quant))
+        if path.exists():
+            out.append((label, path))
+    return out
+
+
 def measure(args, res: Result, ours: dict[str, Path], theirs: dict[str, Path]) -> None:
     env, options = litert_options(args.threads)
     for quant in args.quant:
         sides, runners, logits = {}, {}, {}
-        for side, path, loader in (("ours", ours.get(quant), load_ours), ("theirs", theirs.get(quant), load_theirs)):
+        extras = [(label, path, load_ours) for label, path in extra_bundles(args.extra, quant)]
+        for side, path, loader in (("ours", ours.get(quant), load_ours), *extras,
+                                   ("theirs", theirs.get(quant), load_theirs)):
             if path is None:
                 continue
             loaded = start_side(res, f"{side}-{quant}", loader, path, env, options, args.position)
@@ -359,13 +378,19 @@ def measure(args, res: Result, ours: dict[str, Path], theirs: dict[str, Path]) -
             if loaded is not None:
                 sides[side], side_runners, logits[side] = loaded
                 runners.update({(side, label): run for label, run in side_runners.items()})
-        if len(logits) == 2:
+        if "ours" in logits and "theirs" in logits:
             res.parity[quant] = parity(logits["ours"], logits["theirs"], softcap(args.preset))
+        for label, _, _ in extras:
+            if label in logits and "ours" in logits:
+                res.notes[f"{label}-{quant}"] = (f"max |logit ours - {label}| on the first decode = "
+                                                 f"{float(np.abs(logits['ours'] - logits[label]).max()):.3g}")
+        for side, graphs in sides.items():
+            res.op_counts.setdefault(quant, {})[side] = op_counts(graphs["target"].data)
         print(f"timing {quant}: {len(runners)} graphs, {args.iters} calls each ...", flush=True)
         medians = time_interleaved(runners, args.iters, args.warmup, args.rounds)
         res.ms[quant] = {side: {label: round(ms, 3) for (s, label), ms in medians.items() if s == side}
                          for side in sides}
-        res.sizes[quant] = sizes_of(sides, ours.get(quant), theirs.get(quant))
+        res.sizes[quant] = sizes_of(sides, ours.get(quant), theirs.get(quant), {e[0]: e[1] for e in extras})
         del sides, runners
 
 
@@ -445,15 +470,17 @@ def zero_scale_fixed(folder: Path) -> tuple[Path, int]:
     return out, int((out / "zero_scales_fixed.txt").read_text())
 
 
-def sizes_of(sides: dict[str, dict[str, Graph]], ours: Path | None, theirs: Path | None) -> dict:
+def sizes_of(sides: dict[str, dict[str, Graph]], ours: Path | None, theirs: Path | None,
+             extras: dict[str, Path] | None = None) -> dict:
     """File sizes and the bytes one decode step must read (target weights + the whole K/V cache)."""
     out = {}
     for side, graphs in sides.items():
         target = graphs["target"]
         out[side] = {"target_weight_bytes": weight_bytes(target.data), "kv_bytes": target.kv_bytes(),
                      "section_bytes": {k: len(g.data) for k, g in graphs.items()}}
-    if ours:
-        out.setdefault("ours", {})["file_bytes"] = ours.stat().st_size
+    for side, path in {"ours": ours, **(extras or {})}.items():
+        if path and side in out:
+            out[side]["file_bytes"] = path.stat().st_size
     if theirs:
         bundle = theirs / "model.litertlm"
         files = [bundle] if bundle.exists() else [theirs / f for f in SECTIONS.values()]
@@ -472,14 +499,28 @@ def fmt(x: float | None, digits: int = 2) -> str:
 
 
 def report(res: Result, draft_len: int) -> str:
-    lines = ["| quant | graph | ours ms | theirs ms | ours/theirs |", "|---|---|---|---|---|"]
+    extras = sorted({s for sides in res.ms.values() for s in sides} - {"ours", "theirs"})
+    head = "| quant | graph | ours ms | " + "".join(f"{e} ms | " for e in extras) + "theirs ms | ours/theirs | "
+    head += "".join(f"{e}/theirs | " for e in extras)
+    lines = [head.rstrip(), "|---" * (5 + 2 * len(extras)) + "|"]
     for quant, sides in res.ms.items():
         ours, theirs = sides.get("ours", {}), sides.get("theirs", {})
         for key, label in ROWS:
             a, b = ours.get(key), theirs.get(key)
-            ratio = a / b if a is not None and b else None
+            others = [sides.get(e, {}).get(key) for e in extras]
+            ratios = [x / b if x is not None and b else None for x in (a, *others)]
             label = label.replace("K+1", str(draft_len + 1))
-            lines.append(f"| {quant} | {label} | {fmt(a, 3)} | {fmt(b, 3)} | {fmt(ratio)} |")
+            lines.append(f"| {quant} | {label} | {fmt(a, 3)} | " + "".join(f"{fmt(o, 3)} | " for o in others)
+                         + f"{fmt(b, 3)} |" + "".join(f" {fmt(r)} |" for r in ratios))
+    lines += ["", "| quant | side | decode ops | verify ops | RMSNorm composites | MEAN | RESHAPE | TRANSPOSE |",
+              "|---|---|---|---|---|---|---|---|"]
+    for quant, sides in res.op_counts.items():
+        for side, sigs in sides.items():
+            dec, ver = sigs.get("decode", {}), sigs.get("verify", {})
+            lines.append(f"| {quant} | {side} | {sum(dec.values())} | {sum(ver.values())} | "
+                         f"{dec.get('STABLEHLO_COMPOSITE:odml.rms_norm', 0)} | {dec.get('MEAN', 0)} | "
+                         f"{dec.get('RESHAPE', 0)}/{ver.get('RESHAPE', 0)} | "
+                         f"{dec.get('TRANSPOSE', 0)}/{ver.get('TRANSPOSE', 0)} |")
     lines += ["", "| quant | side | file MB | target weights MB | K/V MB | MB read / decode | decode ms | GB/s |",
               "|---|---|---|---|---|---|---|---|"]
     for quant, sides in res.sizes.items():
@@ -503,9 +544,18 @@ def report(res: Result, draft_len: int) -> str:
     return "\n".join(lines)
 
 
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "avx_vnni", "amx_tile")
+
+
 def machine_info() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    def field_of(key: str) -> str:
+        return next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith(key)), "")
+
+    flags = set(field_of("flags").split())
+    return {"cpu": field_of("model name") or "?", "cores": os.cpu_count(), "platform": platform.platform(),
+            "simd_flags": [f for f in SIMD_FLAGS if f in flags],
             "loadavg_start": open("/proc/loadavg").read().split()[:3]}
 
 
@@ -536,6 +586,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per build step")
     p.add_argument("--peer-timeout", type=float, default=3600, help="seconds for the export_hf conversion")
     p.add_argument("--skip-peer", action="store_true", help="only our graphs")
+    p.add_argument("--build-only", action="store_true", help="build (or find) the graphs, time nothing")
+    p.add_argument("--rms-norm", default="ops", help="our target's RMSNorm form (ExportOptions.rms_norm)")
+    p.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
+                   help="another bundle of ours to time interleaved with the rest; `{quant}` in PATH is filled in")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     args.quant = [q for q in args.quant.split(",") if q]
@@ -555,13 +609,18 @@ def main(argv=None) -> int:
     print(f"{args.preset}: target {res.params['target']:,} parameters "
           f"({res.params['target_embeddings']:,} in embeddings), drafter {res.params['drafter']:,}")
     _, ours, theirs = build(args, res)
+    if args.build_only:
+        print("\n".join([f"built {p}" for p in (*ours.values(), *theirs.values())]
+                         + [f"FAILED {k}: {e}" for k, e in res.errors.items()]))
+        return 1 if res.errors else 0
     res.bandwidth["copy_GBps"] = round(copy_bandwidth(), 2)
     measure(args, res, ours, theirs)
     res.machine["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     text = report(res, args.draft_len)
     print(text)
     print(f"load average (1/5/15 min) at start {' '.join(res.machine['loadavg_start'])}, "
-          f"at end {' '.join(res.machine['loadavg_end'])}")
+          f"at end {' '.join(res.machine['loadavg_end'])}; CPU {res.machine['cpu']}, "
+          f"SIMD flags {' '.join(res.machine['simd_flags'])}")
     if args.json:
         args.json.write_text(json.dumps(asdict(res), indent=1) + "\n")
     return 0

@@ -43,6 +43,7 @@ class ExportOptions:
     prefill_lengths: tuple[int, ...] = (32, 128)
     context: int = 1024
     dense_head: bool = False
+    rms_norm: str = "ops"  # LiteRT: "ops" or "composite" (odml.rms_norm), edge_mtp.export.litert.NORMS
 
 
 LITERT_TOOLS = ("litert-torch", "ai-edge-litert", "litert-lm-builder")
@@ -230,10 +231,11 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
     check_output(out, directory=False)
     sk = load_skeletons(target_dir, drafter_dir, opts.dense_head)
     shapes = GraphShapes(opts.draft_len, tuple(sorted(set(opts.prefill_lengths))), opts.context)
-    jobs = section_jobs(sk.target, sk.drafter, shapes, sk.target_weights, sk.drafter_weights)
+    jobs = section_jobs(sk.target, sk.drafter, shapes, sk.target_weights, sk.drafter_weights, opts.rms_norm)
     bars = _Progress(progress, len(jobs), sk.sources)
     rules = LITERT_MODES[opts.quant]
-    key = graph_key("litertlm", sk.configs, asdict(shapes) | {"dense_head": opts.dense_head}, [sk.target, sk.drafter])
+    key = graph_key("litertlm", sk.configs, asdict(shapes) | {"dense_head": opts.dense_head, "rms_norm": opts.rms_norm},
+                    [sk.target, sk.drafter])
     with disk_errors(out), work_dir(out) as work:
         graphs = cached(key, work, lambda d: convert_sections(jobs, d, bars.converted))
         bars.all_converted()

@@ -25,7 +25,7 @@ from torch import nn
 
 from edge_mtp import contract as c
 from edge_mtp.model import FULL, SLIDING, Gemma4Drafter, Gemma4Target, TextConfig
-from edge_mtp.model.layers import KVWriter, write_rows
+from edge_mtp.model.layers import KVWriter, NormFn, rms_norm, write_rows
 
 
 def kv_names(cfg: TextConfig) -> list[str]:
@@ -117,13 +117,15 @@ class LookupGraph(nn.Module):
 
 class TargetGraph(nn.Module):
     """One target signature; `with_outputs=False` for prefill (cache only). `writer` writes the K/V rows
-    (LiteRT: dynamic-update-slice, ONNX: ScatterND)."""
+    (LiteRT: dynamic-update-slice, ONNX: ScatterND); `norm` computes the RMSNorms (LiteRT: the fused
+    `odml.rms_norm` composite, ONNX: plain ops)."""
 
     def __init__(self, target: Gemma4Target, writer: KVWriter = write_rows, with_outputs: bool = True,
-                 external: ExternalWeights | None = None):
+                 external: ExternalWeights | None = None, norm: NormFn = rms_norm):
         super().__init__()
         self.target = target
         self.writer = writer
+        self.norm = norm
         self.with_outputs = with_outputs
         self.names = kv_names(target.cfg)
         self.external = _weights(external)
@@ -132,7 +134,8 @@ class TargetGraph(nn.Module):
                 weights=None):
         kv = [kv_cache[_short(n)] for n in self.names]
         with self.external.bound(weights):
-            hidden, *kv = self.target.decode(embeddings, per_layer_embeddings, input_pos, *kv, writer=self.writer)
+            hidden, *kv = self.target.decode(embeddings, per_layer_embeddings, input_pos, *kv, writer=self.writer,
+                                             norm=self.norm)
             out = dict(zip(self.names, kv, strict=True))
             if self.with_outputs:
                 out[c.LOGITS] = self.target.lm_head(hidden)

@@ -20,6 +20,7 @@ from edge_mtp import contract as c
 from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, TargetGraph, drafter_sample,
                                     lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
+from edge_mtp.model.layers import rms_norm
 from edge_mtp.quiet import quiet
 
 
@@ -44,6 +45,28 @@ def dus_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim
     return dus.dynamic_update_slice(buffer, new, indices)
 
 
+def composite_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """`rms_norm`, the same ops, marked as the StableHLO composite `odml.rms_norm` (inputs x and, when
+    the norm has one, its constant weight; attribute `epsilon`), as litert-torch marks its RMSNorm.
+
+    A runtime that knows the composite (LiteRT's GPU delegate) runs it as one fused kernel; the CPU
+    runs its decomposition, which is exactly `rms_norm`.
+    """
+    from litert_torch.hlfb import StableHLOCompositeBuilder
+
+    builder = StableHLOCompositeBuilder(name="odml.rms_norm", attr={"epsilon": float(eps)})
+    if weight is None:
+        return builder.mark_outputs(rms_norm(builder.mark_inputs(x), None, eps))
+    x, weight = builder.mark_inputs(x, weight)
+    return builder.mark_outputs(rms_norm(x, weight, eps))
+
+
+# How the target graphs compute RMSNorm. "ops" is the default: with ai-edge-litert 2.3.0 the CPU runs each
+# composite as a call of its decomposition outside XNNPACK (one delegate partition per norm), which made
+# small-e2b's decode ~15% slower (benchmarks/README.md#issue-12-graphs); "composite" is for runtimes that fuse it.
+NORMS = {"ops": rms_norm, "composite": composite_rms_norm}
+
+
 def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) -> Path:
     import litert_torch
 
@@ -56,16 +79,19 @@ def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) ->
 
 
 def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShapes,
-                 target_weights: ExternalWeights | None = None, drafter_weights: ExternalWeights | None = None
-                 ) -> dict[str, list[tuple[str, torch.nn.Module, dict]]]:
+                 target_weights: ExternalWeights | None = None, drafter_weights: ExternalWeights | None = None,
+                 rms_norm: str = "ops") -> dict[str, list[tuple[str, torch.nn.Module, dict]]]:
     """{section: [(signature, graph module, sample kwargs)]}; with `*_weights`, the graphs take the
-    weights as inputs."""
+    weights as inputs; `rms_norm` picks the target's norm form from `NORMS`."""
+    if rms_norm not in NORMS:
+        raise ValueError(f"rms_norm '{rms_norm}': expected one of {', '.join(NORMS)}")
+    norm = NORMS[rms_norm]
     cfg = target.cfg
     only = lambda *keys: target_weights.subset(lambda k: k in keys) if target_weights else None  # noqa: E731
     body_weights = target_weights.subset(lambda k: k != "embed_tokens_per_layer.weight") if target_weights else None
     embed_weights, ple_weights = only("embed_tokens.weight"), only("embed_tokens_per_layer.weight")
-    body = TargetGraph(target, dus_writer, external=body_weights)
-    prefill = TargetGraph(target, dus_writer, with_outputs=False, external=body_weights)
+    body = TargetGraph(target, dus_writer, external=body_weights, norm=norm)
+    prefill = TargetGraph(target, dus_writer, with_outputs=False, external=body_weights, norm=norm)
     jobs = {
         c.EMBEDDER: [(c.SIG_EMBEDDER, LookupGraph(target, c.EMBEDDINGS, embed_weights),
                       lookup_sample(1, embed_weights))],

@@ -18,12 +18,20 @@ from edge_mtp.model.config import RopeSpec
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """Gemma 4 RMSNorm: computed in fp32, multiplies by `weight` as-is (not `1 + weight` as in Gemma 1-3)."""
+    """Gemma 4 RMSNorm: computed in fp32, multiplies by `weight` as-is (not `1 + weight` as in Gemma 1-3).
+
+    The default `NormFn`; an exporter may pass another with the same math (e.g. this one wrapped as a
+    LiteRT composite op, `edge_mtp.export.litert.composite_rms_norm`)."""
     xf = x.float()
-    out = xf * torch.pow(xf.pow(2).mean(-1, keepdim=True) + eps, -0.5)
+    # rsqrt, not pow(., -0.5): the same values in torch (its pow takes the rsqrt path for -0.5), but LiteRT's
+    # converter keeps a POW for one-token graphs, which XNNPACK does not run (one delegate partition per norm)
+    out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     if weight is not None:
         out = out * weight.float()
     return out.type_as(x)
+
+
+NormFn = Callable[[torch.Tensor, torch.Tensor | None, float], torch.Tensor]
 
 
 class RMSNorm(nn.Module):
@@ -32,8 +40,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim)) if with_scale else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.weight, self.eps)
+    def forward(self, x: torch.Tensor, norm: NormFn = rms_norm) -> torch.Tensor:
+        return norm(x, self.weight, self.eps)
 
 
 def scale_constant(value: float, dtype: torch.dtype) -> torch.Tensor:
@@ -95,17 +103,19 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     mask: additive [B, T, S]. The query heads that share a KV head are folded into the row axis so every
     product is a plain 4-D matmul against an explicitly permuted operand: the 5-D grouped form, or a
     transpose folded into BATCH_MATMUL, hits a slow LiteRT path (docs/tooling.md#attention-as-plain-4-d-matmuls).
+    Rows are ordered (token, head), the order q already has, so with one KV head (Gemma 4 E2B) folding
+    and unfolding are plain reshapes, with no transpose of q or of the output.
     Returns [B, T, Hq*D].
     """
     b, t, hq, d = q.shape
     hkv = k.shape[1]
     group = hq // hkv
-    q = q.reshape(b, t, hkv, group, d).permute(0, 2, 3, 1, 4).reshape(b, hkv, group * t, d)
+    q = q.reshape(b, t, hkv, group, d).transpose(1, 2).reshape(b, hkv, t * group, d)
     scores = torch.matmul(q, k.permute(0, 1, 3, 2))
-    scores = scores + mask.unsqueeze(1).repeat(1, 1, group, 1)
+    scores = scores + mask[:, None, :, None, :].expand(b, 1, t, group, mask.shape[-1]).reshape(b, 1, t * group, -1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     out = torch.matmul(probs, v.permute(0, 1, 3, 2))
-    return out.reshape(b, hkv, group, t, d).permute(0, 3, 1, 2, 4).reshape(b, t, hq * d)
+    return out.reshape(b, hkv, t, group, d).transpose(1, 2).reshape(b, t, hq * d)
 
 
 def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -148,26 +158,28 @@ class Attention(nn.Module):
             self.v_proj = nn.Linear(hidden, num_kv_heads * head_dim, bias=False)
             self.k_norm = RMSNorm(head_dim, eps)
 
-    def new_kv(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def new_kv(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               norm: NormFn = rms_norm) -> tuple[torch.Tensor, torch.Tensor]:
         """K (normed, rotated) and V (normed without weight) of the new tokens, both [B, Hkv, T, D]."""
         b, t, _ = h.shape
-        k = self.k_norm(self.k_proj(h).view(b, t, -1, self.head_dim))
+        k = self.k_norm(self.k_proj(h).view(b, t, -1, self.head_dim), norm)
         k = apply_rope(k, cos, sin).transpose(1, 2)
-        v = rms_norm(self.v_proj(h).view(b, t, -1, self.head_dim), None, self.eps).transpose(1, 2)
+        v = norm(self.v_proj(h).view(b, t, -1, self.head_dim), None, self.eps).transpose(1, 2)
         return k, v
 
-    def forward(self, h, cos, sin, k, v, mask, start=None, writer: KVWriter = write_rows):
+    def forward(self, h, cos, sin, k, v, mask, start=None, writer: KVWriter = write_rows, norm: NormFn = rms_norm):
         """Attend to buffers `k` [B, Hkv, S, D] and `v` [B, Hkv, D, S]; a producer first writes its new
-        K/V at slots start.. with `writer`.
+        K/V at slots start.. with `writer`. `norm` computes every RMSNorm (`rms_norm` or the same math in
+        an exporter's form).
 
         Returns (output, k, v) with the (possibly updated) buffers.
         """
         b, t, _ = h.shape
         if self.produces_kv:
-            k_new, v_new = self.new_kv(h, cos, sin)
+            k_new, v_new = self.new_kv(h, cos, sin, norm)
             k = writer(k, k_new, start, 2)
             v = writer(v, v_new.transpose(2, 3), start, 3)
-        q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim))
+        q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim), norm)
         q = apply_rope(q, cos, sin)
         return self.o_proj(attend(q, k, v, mask)), k, v
 
@@ -191,13 +203,14 @@ class DecoderLayer(nn.Module):
             self.per_layer_projection = nn.Linear(ple_dim, hidden, bias=False)
             self.post_per_layer_input_norm = RMSNorm(hidden, eps)
 
-    def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, start=None, writer: KVWriter = write_rows):
-        """Returns (x, k, v); see `Attention.forward` for the buffers."""
-        a, k, v = self.self_attn(self.input_layernorm(x), cos, sin, k, v, mask, start, writer)
-        x = x + self.post_attention_layernorm(a)
-        m = self.mlp(self.pre_feedforward_layernorm(x))
-        x = x + self.post_feedforward_layernorm(m)
+    def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, start=None, writer: KVWriter = write_rows,
+                norm: NormFn = rms_norm):
+        """Returns (x, k, v); see `Attention.forward` for the buffers and `norm`."""
+        a, k, v = self.self_attn(self.input_layernorm(x, norm), cos, sin, k, v, mask, start, writer, norm)
+        x = x + self.post_attention_layernorm(a, norm)
+        m = self.mlp(self.pre_feedforward_layernorm(x, norm))
+        x = x + self.post_feedforward_layernorm(m, norm)
         if self.ple_dim:
             g = F.gelu(self.per_layer_input_gate(x), approximate="tanh") * per_layer_input
-            x = x + self.post_per_layer_input_norm(self.per_layer_projection(g))
+            x = x + self.post_per_layer_input_norm(self.per_layer_projection(g), norm)
         return x * self.layer_scalar, k, v

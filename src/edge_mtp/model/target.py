@@ -25,8 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, TextConfig
-from edge_mtp.model.layers import (DecoderLayer, KVWriter, RMSNorm, RotaryEmbedding, additive_mask,
-                                   scale_constant, write_rows)
+from edge_mtp.model.layers import (DecoderLayer, KVWriter, NormFn, RMSNorm, RotaryEmbedding, additive_mask,
+                                   rms_norm, scale_constant, write_rows)
 
 
 class Embedding(nn.Module):
@@ -85,10 +85,10 @@ class Gemma4Target(nn.Module):
         rows = F.embedding(tokens, w) * scale_constant(math.sqrt(self.cfg.ple_dim), w.dtype)
         return rows.reshape(*tokens.shape, self.cfg.num_layers, self.cfg.ple_dim)
 
-    def _per_layer_inputs(self, x: torch.Tensor, per_layer_tokens: torch.Tensor) -> torch.Tensor:
+    def _per_layer_inputs(self, x: torch.Tensor, per_layer_tokens: torch.Tensor, norm: NormFn) -> torch.Tensor:
         """PLE = (rms(W_plp x / sqrt(H)) + token rows) / sqrt(2), one P-vector per layer."""
         ctx = self.per_layer_model_projection(x) * self.cfg.hidden_size**-0.5
-        ctx = self.per_layer_projection_norm(ctx.reshape(*x.shape[:-1], self.cfg.num_layers, self.cfg.ple_dim))
+        ctx = self.per_layer_projection_norm(ctx.reshape(*x.shape[:-1], self.cfg.num_layers, self.cfg.ple_dim), norm)
         return (ctx + per_layer_tokens) * 2.0**-0.5
 
     # ---- decoder -------------------------------------------------------------------------------
@@ -101,26 +101,27 @@ class Gemma4Target(nn.Module):
         return {FULL: additive_mask(causal, dtype)[None], SLIDING: additive_mask(sliding, dtype)[None]}
 
     def decode(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
-               *kv: torch.Tensor, writer: KVWriter = write_rows) -> tuple[torch.Tensor, ...]:
+               *kv: torch.Tensor, writer: KVWriter = write_rows, norm: NormFn = rms_norm) -> tuple[torch.Tensor, ...]:
         """The decoder stack over T tokens at absolute `positions` [T]: (final normed hidden [1,T,H], *kv).
 
         `writer` puts the new K/V rows into the cache buffers (eager runtimes write in place, exporters
-        use their format's best op).
+        use their format's best op); `norm` computes every RMSNorm (exporters may pass the same math in
+        a form their runtime fuses).
         """
         cfg, x = self.cfg, embeds
         kv = list(kv)
         masks = self.masks(positions, kv[0].shape[2], x.dtype)
         rope = {t: self.rotary[t](positions[None], x.dtype) for t in self.rotary}
-        ple = self._per_layer_inputs(x, per_layer_tokens) if cfg.ple_dim else None
+        ple = self._per_layer_inputs(x, per_layer_tokens, norm) if cfg.ple_dim else None
         for i, layer in enumerate(self.layers):
             t, src = cfg.layer_types[i], cfg.kv_source(i)
             cos, sin = rope[t]
             x, kv[2 * src], kv[2 * src + 1] = layer(
                 x, cos, sin, kv[2 * src], kv[2 * src + 1], masks[t],
                 per_layer_input=ple[:, :, i] if ple is not None else None,
-                start=positions[0], writer=writer,
+                start=positions[0], writer=writer, norm=norm,
             )
-        return (self.norm(x), *kv)
+        return (self.norm(x, norm), *kv)
 
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied output projection with Gemma's final logit soft-cap."""
