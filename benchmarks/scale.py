@@ -247,7 +247,7 @@ def markdown(results: list[dict]) -> str:
                      f" | {ours} | {native} | {rss} |")
     lines += ["", "| preset | export | decode ms | verify(K+1=4) ms | drafter step ms | verify/decode | "
               "drafter/decode | MB per decode step | decode GB/s | copy GB/s | share | predicted speedup "
-              "(" + "; ".join(label for label, _, _ in PUBLISHED) + ") | load avg |", "|" + "---|" * 13]
+              "(" + "; ".join(label for label, _, _ in PUBLISHED) + ") | load (1 min) |", "|" + "---|" * 13]
     for r in results:
         b = r.get("bench")
         if not b or b.get("rc"):
@@ -256,7 +256,7 @@ def markdown(results: list[dict]) -> str:
                      f"{b['drafter_step_ms']} | {b['verify_over_decode']} | {b['drafter_over_decode']} | "
                      f"{b['bytes_per_step'] / 1e6:.0f} | {b['decode_gb_s']} | {b['bandwidth_gb_s']} | "
                      f"{b['bandwidth_fraction']} | {' / '.join(str(v) for v in b['predicted_speedup'].values())} | "
-                     f"{b['load_avg']} |")
+                     f"{b['load_avg'][0][0]:.1f} → {b['load_avg'][1][0]:.1f} |")
     lines += ["", "| preset | export | verify rc | wall | peak RSS GB |", "|" + "---|" * 5]
     for r in results:
         v = r.get("verify")
