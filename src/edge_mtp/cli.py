@@ -177,14 +177,18 @@ def _run_native(args) -> int:
 @click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=64,
               help="stop after this many new tokens (also at a stop id, or when the K/V cache is full)")
 @click.option("--temperature", type=float, default=0.0, help="0 = greedy; > 0 = speculative sampling")
-@click.option("--top-k", metavar="N", type=click.IntRange(min=0), default=0, help="sampling: keep the k most likely tokens; 0 = all")
+@click.option("--top-k", metavar="N", type=click.IntRange(min=0), default=0,
+              help="sampling: keep the k most likely tokens; 0 = all")
 @click.option("--top-p", type=float, default=1.0, help="sampling: keep the smallest set of this probability mass")
 @click.option("--seed", metavar="N", type=click.IntRange(min=0), default=0, help="sampling: seed of the random stream")
 @click.option("--kv-view", type=click.Choice(("hf", "clean")), default="hf",
-              help="the target K/V the drafter reads: transformers-exact (stale slots included) or accepted tokens only")
-@click.option("--context", metavar="N", type=click.IntRange(min=1), default=None, show_default="just enough for the run",
+              help="the target K/V the drafter reads: transformers-exact (stale slots included) or accepted "
+                   "tokens only")
+@click.option("--context", metavar="N", type=click.IntRange(min=1), default=None,
+              show_default="just enough for the run",
               help="PyTorch only: K/V cache slots")
-@click.option("--prefill-chunk", metavar="N", type=click.IntRange(min=1), default=None, show_default="the whole prompt at once",
+@click.option("--prefill-chunk", metavar="N", type=click.IntRange(min=1), default=None,
+              show_default="the whole prompt at once",
               help="PyTorch only: prefill in chunks of this many tokens, as a fixed-shape exported graph would")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto",
               help="PyTorch only: compute dtype; auto = the checkpoint's")
@@ -278,7 +282,8 @@ def _export_options(f):
                      help="litertlm (LiteRT-LM bundle) or onnx (ONNX graphs for onnxruntime)"),
         click.option("--quant", default="fp32",
                      help="fp32, fp16, int8, int4 (blockwise), or mixed (int4 + int2 embedding tables; LiteRT only)"),
-        click.option("--draft-len", metavar="K", type=int, default=4, help="K: the verify signature checks K drafts + 1"),
+        click.option("--draft-len", metavar="K", type=int, default=4,
+                     help="K: the verify signature checks K drafts + 1"),
         click.option("--prefill", type=LENGTHS, default="32,128", help="prefill signature lengths"),
         click.option("--context", metavar="N", type=int, default=1024, help="K/V cache slots"),
         click.option("--dense-head", is_flag=True, help="drafter: full-vocab head instead of centroids"),

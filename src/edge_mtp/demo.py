@@ -37,7 +37,8 @@ def demo_pair() -> Path:
     """The built-in demo pair (`target/`, `drafter/`, `prompts.json`: held-out prompts per category)."""
     pair = package_pair()
     if not (pair / "drafter" / "config.json").is_file():
-        raise EdgeMTPError(f"{pair}: the demo pair is missing; rebuild it with `bash scripts/make_demo_pair.sh --install`")
+        raise EdgeMTPError(f"{pair}: the demo pair is missing; rebuild it with "
+                           "`bash scripts/make_demo_pair.sh --install`")
     return pair
 
 
@@ -111,7 +112,9 @@ def run_demo(draft_len: int, max_new_tokens: int, prompt_text: str | None = None
     print(f"generated   {codec.decode(spec[-1]['tokens'])!r}")
     for name, (lines, rate) in runs.items():
         print(f"{name}: {rate:7.1f} tokens/s | {summary_line(lines[-1])}")
-    rounds = lambda lines: [(r["drafts"], r["accepted"], r["emitted"]) for r in lines[1:-1]]
+    def rounds(lines):
+        return [(r["drafts"], r["accepted"], r["emitted"]) for r in lines[1:-1]]
+
     same_tokens = plain[-1]["tokens"] == spec[-1]["tokens"] == lite_plain[-1]["tokens"] == lite[-1]["tokens"]
     same_rounds = rounds(spec) == rounds(lite)
     rate = {name: r for name, (_, r) in runs.items()}

@@ -23,9 +23,12 @@ from edge_mtp.errors import EdgeMTPError
               help="draft lengths K to sweep (K=0, plain decoding, always runs); auto = --draft-len auto up to the "
                    "export's K, each generation timing its costs first (untimed)")
 @click.option("--max-new-tokens", metavar="N", type=click.IntRange(min=1), default=64, help="tokens per generation")
-@click.option("--repetitions", metavar="N", type=click.IntRange(min=1), default=1, help="measured generations per prompt and K")
-@click.option("--warmup", metavar="N", type=click.IntRange(min=0), default=1, help="unmeasured generations before each K")
-@click.option("--threads", metavar="N", type=click.IntRange(min=1), default=2, help="CPU threads of the LiteRT / ONNX Runtime backends")
+@click.option("--repetitions", metavar="N", type=click.IntRange(min=1), default=1,
+              help="measured generations per prompt and K")
+@click.option("--warmup", metavar="N", type=click.IntRange(min=0), default=1,
+              help="unmeasured generations before each K")
+@click.option("--threads", metavar="N", type=click.IntRange(min=1), default=2,
+              help="CPU threads of the LiteRT / ONNX Runtime backends")
 @click.option("--bandwidth-mib", metavar="N", type=click.IntRange(min=1), default=512,
               help="array size of the memory-bandwidth copy")
 @click.option("--json", "json_out", type=OUTPUT, help="write the full result here (its folder must exist)")

@@ -22,7 +22,8 @@ def row_cells(r: dict) -> list[str]:
     slots = "/".join(f"{a:.2f}" for a in r["acceptance_per_slot"]) or "-"
     ms = lambda key: 1000 * r[key]  # noqa: E731
     split = "+".join(f"{round(ms(k), 2) + 0.0:.2f}" for k in ("round_draft_s", "round_verify_s", "round_other_s"))
-    gbs = f"{_f(r.get('target_gb_s'), '.1f')} ({_f(100 * r['bandwidth_fraction'] if 'bandwidth_fraction' in r else None, '.0f')}%)"
+    share = 100 * r['bandwidth_fraction'] if 'bandwidth_fraction' in r else None
+    gbs = f"{_f(r.get('target_gb_s'), '.1f')} ({_f(share, '.0f')}%)"
     return [str(r["draft_len"]), _f(r["ttft_ms"]), _f(r["prefill_tok_s"], ".0f"), _f(r["decode_tok_s"], ".1f"),
             _f(r["mean_tokens_per_round"]), slots, _f(r["speedup"]), _f(r.get("predicted_speedup")), split, gbs]
 

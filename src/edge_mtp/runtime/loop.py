@@ -234,7 +234,8 @@ def generate(backend: Backend, prompt: Sequence[int], cfg: LoopConfig,
             if drafts:
                 policy.record(len(drafts), n)
             if probe:
-                ok = probe[0] == choices[0] if sampler is None else probe_rng.uniform() * probe[1][probe[0]] < p[probe[0]]
+                ok = (probe[0] == choices[0] if sampler is None
+                      else probe_rng.uniform() * probe[1][probe[0]] < p[probe[0]])
                 policy.record_probe(ok)
                 extra["probe"] = {"draft": probe[0], "accepted": bool(ok)}
         new = clip(new, max_len - seq_len, stop_ids)

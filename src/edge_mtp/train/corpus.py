@@ -75,7 +75,8 @@ def stdlib_modules(root: Path | None = None) -> list[tuple[str, str]]:
     out = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
-        if SKIP_DIRS & set(rel.parts[:-1]) or rel.parts[0].startswith("config-") or rel.name.startswith("_sysconfigdata"):
+        if (SKIP_DIRS & set(rel.parts[:-1]) or rel.parts[0].startswith("config-")
+                or rel.name.startswith("_sysconfigdata")):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         if text.strip():

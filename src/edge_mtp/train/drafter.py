@@ -39,7 +39,8 @@ def checkpoint_dir(out: Path) -> Path:
 
 
 def _check_options(o: Options) -> None:
-    positive = {"--steps": o.steps, "--batch": o.batch, "--draft-len": o.draft_len, "--eval-new-tokens": o.eval_new_tokens}
+    positive = {"--steps": o.steps, "--batch": o.batch, "--draft-len": o.draft_len,
+                "--eval-new-tokens": o.eval_new_tokens}
     for flag, value in positive.items():
         if value < 1:
             raise EdgeMTPError(f"{flag} {value}: must be at least 1")

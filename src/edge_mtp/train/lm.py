@@ -27,7 +27,8 @@ from edge_mtp.train.data import batch_indices, text_windows
 from edge_mtp.train.steps import Run, Schedule, load_checkpoint, make_optimizer, save_checkpoint, train
 
 COPIED = ("config.json", "generation_config.json", "tokenizer.json")
-POST_NORMS = ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight", "post_per_layer_input_norm.weight")
+POST_NORMS = (
+    "post_attention_layernorm.weight", "post_feedforward_layernorm.weight", "post_per_layer_input_norm.weight")
 
 
 @dataclass(frozen=True)
