@@ -88,6 +88,11 @@ def test_seeded_sampling_trace_equals_torch(pairs, onnx_exports):
     assert _rounds(ours) == _rounds(generate(_torch(pairs, "tiny-e2b"), prompt, cfg))
 
 
+def _weight_bytes(directory) -> int:
+    return sum(onnx.numpy_helper.to_array(t).nbytes for p in directory.glob("*.onnx")
+               for t in onnx.load(p).graph.initializer)
+
+
 def _initializer_types(path) -> set[str]:
     model = onnx.load(path)
     return {n.op_type for n in model.graph.node}
@@ -99,10 +104,11 @@ def _initializer_types(path) -> set[str]:
     pytest.param("int4", {"MatMulNBits", "GatherBlockQuantized"}, 0.3, marks=pytest.mark.slow),
 ])
 def test_quantized_exports_are_smaller_and_run(pairs, onnx_exports, quant, ops, ratio):
-    """Sizes shrink, the quantized ops are there (the LM head included), the loop runs."""
+    """Weight bytes shrink, the quantized ops are there (the LM head included), the loop runs. Weight bytes,
+    not file sizes: the graphs' own bytes (node names, shapes) do not shrink and are a large share at this
+    size, which left fp16's file ratio at 0.550 +- 0.001 depending on the checkout's path."""
     fp32, small = onnx_exports.path("tiny-e2b"), onnx_exports.path("tiny-e2b", quant)
-    size = lambda d: sum(p.stat().st_size for p in d.glob("*.onnx"))  # noqa: E731
-    assert size(small) < size(fp32) * ratio
+    assert _weight_bytes(small) < _weight_bytes(fp32) * ratio
     found = set().union(*(_initializer_types(p) for p in small.glob("*.onnx")))
     assert ops <= found
     target = onnx.load(small / "target.onnx")
