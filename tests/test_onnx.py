@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -118,6 +119,14 @@ def test_quantized_exports_are_smaller_and_run(pairs, onnx_exports, quant, ops, 
     assert float_heads == []  # the tied LM head is quantized too
     gen = generate(OnnxBackend(small), pairs.prompts("tiny-e2b")[0], LoopConfig(draft_len=BUNDLE_K, max_new_tokens=NEW))
     assert len(gen.tokens) == NEW
+
+
+def test_export_holds_no_paths_of_this_checkout(onnx_exports):
+    """The exporter's node metadata (Python stacks) would make the bytes depend on the install path."""
+    here = str(Path(__file__).resolve().parents[1]).encode()
+    for graph in onnx_exports.path("tiny-e2b").glob("*.onnx"):
+        data = graph.read_bytes()
+        assert here not in data and b"site-packages" not in data, graph.name
 
 
 def _tree_sha(directory) -> dict[str, str]:

@@ -229,6 +229,14 @@ def weight_keys(skeleton: Path) -> set[str]:
     return set(weights_in(onnx.load(str(skeleton), load_external_data=False).graph))
 
 
+def _drop_source_locations(graph) -> None:
+    """The torch exporter records each node's Python stack (file paths of this checkout) in its metadata;
+    dropping it keeps an export's bytes independent of where edge-mtp is installed."""
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+
+
 def bind_weights(skeleton: Path, out: Path, sources: dict[str, WeightSource], rules: Rules,
                  on_weight: Callable[[str], None] | None = None, written: dict | None = None) -> dict[str, str]:
     """Write `skeleton` with its weight inputs bound (quantized by `rules`) to `out` (and
@@ -267,6 +275,7 @@ def bind_weights(skeleton: Path, out: Path, sources: dict[str, WeightSource], ru
         graph.value_info.remove(v)
     if contrib and not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    _drop_source_locations(graph)
     onnx.save(model, str(out))
     return schemes
 
