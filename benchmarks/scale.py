@@ -217,6 +217,10 @@ def _gb(n: float | None) -> str:
     return "" if n is None else f"{n / 1e9:.3f}"
 
 
+def _mmss(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
 def markdown(results: list[dict]) -> str:
     """The tables benchmarks/README.md shows, from the `--json` rows of one or more runs."""
     lines = ["| preset | export | rc | wall | peak RSS GB | total GB | " + " | ".join(
@@ -227,7 +231,7 @@ def markdown(results: list[dict]) -> str:
         e = r["export"]
         sizes = [_gb(e.get("bytes", {}).get(n)) for n in names] if r["format"] == "litertlm" else \
             [" + ".join(f"{k} {_gb(v)}" for k, v in e.get("bytes", {}).items())] + [""] * 3
-        wall = f"{int(e['wall_s'] // 60)}:{int(e['wall_s'] % 60):02d}"
+        wall = _mmss(e["wall_s"])
         lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {e['rc']} | {wall} | {e['peak_rss_gb']} | "
                      f"{_gb(e.get('total_bytes'))} | " + " | ".join(sizes) + f" | {r.get('byte_identical', '')} |")
     lines += ["", "| preset | export | LiteRT-LM spec. support | LiteRT-LM MTP on == off: whole text, first 16 tokens "
@@ -262,7 +266,7 @@ def markdown(results: list[dict]) -> str:
         v = r.get("verify")
         if v:
             lines.append(f"| {r['preset']} | {r['format']} {r['quant']} | {v['rc']} | "
-                         f"{int(v['wall_s'] // 60)}:{int(v['wall_s'] % 60):02d} | {v['peak_rss_gb']} |")
+                         f"{_mmss(v['wall_s'])} | {v['peak_rss_gb']} |")
     return "\n".join(lines)
 
 
