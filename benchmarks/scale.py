@@ -277,7 +277,7 @@ def main() -> int:
     p.add_argument("--exports", default="litertlm:int4,onnx:int4", help="comma-separated format:quant")
     p.add_argument("--determinism", action="store_true", help="export each twice and compare the bytes")
     p.add_argument("--check", action="store_true", help="LiteRT-LM, Python loop, native core, onnxruntime")
-    p.add_argument("--verify", action="store_true", help="edge-mtp verify on each int4 export (bf16 reference)")
+    p.add_argument("--verify", action="store_true", help="edge-mtp verify on each quantized LiteRT export (bf16 reference)")
     p.add_argument("--bench", action="store_true", help="edge-mtp bench on each export")
     p.add_argument("--json", type=Path, help="write all results here")
     p.add_argument("--keep-graphs", action="store_true",
@@ -305,7 +305,7 @@ def main() -> int:
                 subprocess.run(["rm", "-rf", again.get("path", "/nonexistent")], check=False)
             if row["export"]["rc"] == 0 and args.check:
                 row["check"] = check(args.cache, path, fmt, native=fmt == "litertlm", pair=pair)
-            if row["export"]["rc"] == 0 and args.verify and quant == "int4":
+            if row["export"]["rc"] == 0 and args.verify and fmt == "litertlm":
                 row["verify"] = verify(args.cache, path, pair)
             if row["export"]["rc"] == 0 and args.bench:
                 row["bench"] = bench(args.cache, path, "litert" if fmt == "litertlm" else "onnx")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 
 import numpy as np
@@ -161,6 +162,26 @@ def test_verify_reports_int4_without_failing(pairs, bundles, capsys):
     target, drafter = pairs.dirs("tiny-e2b")
     rc = main(["verify", str(bundles.path("tiny-e2b", "int4")), "--target", str(target), "--drafter", str(drafter)])
     assert rc == 0 and "info" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("quant", ["int4", "mixed"])
+def test_verify_tells_export_error_from_quantization_loss(pairs, bundles, quant):
+    """On random weights int4 loses most top-1 agreement with the float model; the PyTorch model with the
+    bundle's recorded weight schemes must sit far closer to the bundle (only activation quantization and
+    kernel rounding remain), or the export stores something other than what it records."""
+    from edge_mtp.verify import verify_bundle
+
+    target, drafter = pairs.dirs("tiny-e2b")
+    checks = {c.name: c.value for c in verify_bundle(bundles.path("tiny-e2b", quant), target, drafter)}
+    for graph in ("prefill", "verify"):
+        value = checks[f"{graph} logits vs PyTorch with the export's weight schemes"]
+        diff = float(re.search(r"max \|diff\| (\S+),", value).group(1))
+        corr, export_vs_float, schemes_vs_float = (float(x) for x in re.findall(r"(?:corr|float) (-?[0-9.]+)", value))
+        float_diff = float(re.search(r"max \|diff\| (\S+),", checks[f"{graph} logits" + (
+            " (last position)" if graph == "prefill" else "")]).group(1))
+        print(quant, graph, diff, float_diff, corr, export_vs_float, schemes_vs_float)
+        assert corr >= 0.99 and diff < float_diff / 4, value
+        assert export_vs_float < 0.99 and abs(export_vs_float - schemes_vs_float) < 0.05, value
 
 
 def test_inspect_lists_sections_and_signatures(bundles, capsys, monkeypatch):

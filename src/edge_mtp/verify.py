@@ -2,7 +2,9 @@
 (a .litertlm bundle or an ONNX export; the same table for both, so formats compare side by side).
 
 1. graphs: the export's prefill/decode, verify and drafter graphs against the PyTorch model on the same
-   inputs (max |logit difference|, top-1 agreement);
+   inputs (max |logit difference|, top-1 agreement); for a quantized export also against the PyTorch model
+   with the export's recorded weight schemes applied (`edge_mtp.quantize.fakequant`), which tells an export
+   bug (the export far from that model) from quantization loss (that model as far from the float one);
 2. teacher-forced top-1 agreement with PyTorch's greedy continuation of each prompt;
 3. greedy speculative loop: the export's trace against the PyTorch backend's (drafts, acceptance,
    tokens) and both acceptance rates.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_mtp import contract as c
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.backend import TargetStep
 from edge_mtp.runtime.views import drafter_views
@@ -114,6 +117,37 @@ def _reference(target: Path, drafter: Path, dtype: str, context: int, k: int, pr
     return Reference(graphs, plain, spec)
 
 
+def _quantized_reference(target: Path, drafter: Path, dtype: str, context: int, manifest: dict, probe: Probe) -> dict:
+    """The target graphs' outputs with the export's weight schemes applied to the PyTorch target."""
+    from edge_mtp.model.config import load_target_config
+    from edge_mtp.quantize.fakequant import fake_quantize_
+    from edge_mtp.runtime.torch_backend import open_torch_backend
+
+    ref, _, _ = open_torch_backend(target, drafter, context=context, dtype=dtype)
+    matmuls, lookups = _target_schemes(manifest, load_target_config(target).weight_prefix)
+    fake_quantize_(ref.target, matmuls, lookups)
+    ref.drafter = None  # the drafter check stays against the float drafter
+    return _run_graphs(ref, probe, None)
+
+
+def _target_schemes(manifest: dict, prefix: str) -> tuple[dict[str, str], dict[str, str]]:
+    """{module key: scheme} of the target's matmul weights (its decoder section or graph, tied LM head
+    included) and of its token tables (the embedder sections), from the manifest's recipes."""
+    recipes = manifest["recipes"]
+    decoder, tables = (c.ONNX_TARGET, (c.ONNX_EMBEDDER, c.ONNX_PER_LAYER_EMBEDDER)) \
+        if manifest["container"] == "onnx" else (c.PREFILL_DECODE, c.EMBEDDING_SECTIONS)
+
+    def keys(section: str) -> dict[str, str]:
+        weights = recipes.get(section, {}).get("weights", {})
+        return {name.removeprefix(prefix): s for name, s in weights.items() if name.startswith(prefix)}
+
+    return keys(decoder), {k: s for t in tables for k, s in keys(t).items()}
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.reshape(-1), b.reshape(-1))[0, 1])
+
+
 def _compare_step(name: str, a: TargetStep, b: TargetStep, tol: float | None) -> Check:
     diff = float(np.abs(a.logits - b.logits).max())
     top1 = float(np.mean(a.logits.argmax(-1) == b.logits.argmax(-1)))
@@ -129,6 +163,20 @@ def _graph_checks(ours: dict, ref: dict, tol: float | None) -> list[Check]:
         same = int(la.argmax()) == int(lb.argmax())
         checks.append(Check("drafter step logits+carry", f"max |diff| {diff:.2e}, same argmax {same}",
                             tol is None or diff <= tol, tol is not None))
+    return checks
+
+
+def _quantized_checks(ours: dict, ref: dict, quantized: dict) -> list[Check]:
+    """Logit correlation of the export and of the fake-quantized model with the float model, and of the
+    export with the fake-quantized model: an export that is right sits much closer to the latter."""
+    checks = []
+    for graph in ("prefill", "verify"):
+        step = _compare_step(f"{graph} logits vs PyTorch with the export's weight schemes", ours[graph],
+                             quantized[graph], None)
+        step.value += (f", corr {_correlation(ours[graph].logits, quantized[graph].logits):.3f}"
+                       f" (export vs float {_correlation(ours[graph].logits, ref[graph].logits):.3f},"
+                       f" schemes vs float {_correlation(quantized[graph].logits, ref[graph].logits):.3f})")
+        checks.append(step)
     return checks
 
 
@@ -162,10 +210,17 @@ def verify_bundle(bundle: Path, target: Path, drafter: Path, dtype: str = "auto"
     reference = _reference(target, drafter, dtype, context, k, prompts, probe)
     gc.collect()  # the reference model's weights go before the export's arrive
 
+    quantized = _quantized_reference(target, drafter, dtype, context, manifest, probe) \
+        if manifest["options"]["quant"] not in ("fp32", "fp16") else None
+    gc.collect()
+
     exported = open_export(bundle)
     checks: list[Check] = [_size(manifest), Check("PyTorch reference dtype", str(ref_dtype).removeprefix("torch."),
                                                   True, False)]
-    checks += _graph_checks(_run_graphs(exported, probe, reference.graphs["carry"]), reference.graphs, tol)
+    graphs = _run_graphs(exported, probe, reference.graphs["carry"])
+    checks += _graph_checks(graphs, reference.graphs, tol)
+    if quantized is not None:
+        checks += _quantized_checks(graphs, reference.graphs, quantized)
     distilled = len(prompts) == 3
     for i, (prompt, plain, theirs) in enumerate(zip(prompts, reference.plain, reference.speculative, strict=True)):
         name = f"prompt {i}" + (" (distilled)" if distilled and i == 0 else "")

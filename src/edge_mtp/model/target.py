@@ -36,6 +36,10 @@ class Embedding(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num, dim))
 
+    def rows(self, tokens: torch.Tensor) -> torch.Tensor:
+        # F.embedding (not weight[tokens]) so that LiteRT gets an EMBEDDING_LOOKUP, which its quantizer handles
+        return F.embedding(tokens, self.weight)
+
 
 class Gemma4Target(nn.Module):
     def __init__(self, cfg: TextConfig):
@@ -77,12 +81,11 @@ class Gemma4Target(nn.Module):
     # ---- embeddings ----------------------------------------------------------------------------
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         w = self.embed_tokens.weight
-        # F.embedding (not w[tokens]) so that LiteRT gets an EMBEDDING_LOOKUP, which its quantizer handles
-        return F.embedding(tokens, w) * scale_constant(math.sqrt(self.cfg.hidden_size), w.dtype)
+        return self.embed_tokens.rows(tokens) * scale_constant(math.sqrt(self.cfg.hidden_size), w.dtype)
 
     def embed_per_layer(self, tokens: torch.Tensor) -> torch.Tensor:
         w = self.embed_tokens_per_layer.weight
-        rows = F.embedding(tokens, w) * scale_constant(math.sqrt(self.cfg.ple_dim), w.dtype)
+        rows = self.embed_tokens_per_layer.rows(tokens) * scale_constant(math.sqrt(self.cfg.ple_dim), w.dtype)
         return rows.reshape(*tokens.shape, self.cfg.num_layers, self.cfg.ple_dim)
 
     def _per_layer_inputs(self, x: torch.Tensor, per_layer_tokens: torch.Tensor, norm: NormFn) -> torch.Tensor:
