@@ -3,6 +3,8 @@ the stock drafter's acceptance there, and `edge-mtp train-drafter` restoring it.
 
     python benchmarks/finetune.py fp32  WORK   # fine-tune, retrain the drafter, PyTorch fp32 acceptance
     python benchmarks/finetune.py quant WORK   # the same pairs as int8 / int4 LiteRT bundles (run after fp32)
+    python benchmarks/finetune.py teacher WORK # only the drafters distilled against the fake-quantized target
+                                               # (`train-drafter --teacher-quant int8|int4`; quant builds them too)
 
 Each step runs the real command (printed before it runs) and is skipped when its output exists, so a rerun
 only measures. Acceptance is the speculative loop's own (greedy, `edge_mtp.train.evaluate`) on held-out
@@ -130,13 +132,22 @@ def fp32(work: Path) -> None:
     show(reports, work / "finetune-fp32.json")
 
 
+def teacher_drafters(work: Path, quants: list[str]) -> dict[str, Path]:
+    """Per quant mode, the drafter retrained against the target with that mode's weights quantized and
+    dequantized (`--teacher-quant`, edge_mtp.train.fakequant): the same run as `retrained_drafter` otherwise."""
+    target = finetuned_target(work)
+    return {q: retrained_drafter(work, target, f"ft-drafter-tq-{q}", ("--teacher-quant", q)) for q in quants}
+
+
 def quant(work: Path, quants: list[str]) -> None:
-    """int8 / int4 bundles of the fine-tuned target with the stock and the retrained drafter (the exporter's
-    current recipes; rerun after an exporter change to refresh the numbers)."""
+    """int8 / int4 bundles of the fine-tuned target with the stock drafter, the retrained one and the one
+    retrained against that quantized target (the exporter's current recipes; rerun after an exporter change
+    to refresh the numbers)."""
     target, drafter = finetuned_target(work), retrained_drafter(work, finetuned_target(work))
+    quantized = teacher_drafters(work, quants)
     reports = {}
     for q in quants:
-        for name, d in (("stock", PAIR / "drafter"), ("retrained", drafter)):
+        for name, d in (("stock", PAIR / "drafter"), ("retrained", drafter), (f"retrained-tq-{q}", quantized[q])):
             bundle = work / f"ft-{name}-{q}.litertlm"
             if not bundle.exists():
                 sh([str(Path(PY).parent / "edge-export"), "--target", str(target), "--drafter", str(d), "-o", str(bundle),
@@ -147,7 +158,7 @@ def quant(work: Path, quants: list[str]) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=("fp32", "quant"))
+    p.add_argument("mode", choices=("fp32", "quant", "teacher"))
     p.add_argument("work", type=Path)
     p.add_argument("--quant", default="int8,int4")
     args = p.parse_args()
@@ -158,6 +169,8 @@ def main() -> int:
     torch.set_num_threads(int(THREADS))
     if args.mode == "fp32":
         fp32(args.work)
+    elif args.mode == "teacher":
+        teacher_drafters(args.work, args.quant.split(","))
     else:
         quant(args.work, args.quant.split(","))
     return 0
