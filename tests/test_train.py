@@ -284,3 +284,18 @@ def test_finetune_command_lowers_heldout_loss_and_loads_in_transformers(pairs, t
     with torch.no_grad():
         theirs = model(torch.tensor([prompt])).logits[0, -1]
     assert torch.allclose(torch.from_numpy(backend.prefill(prompt).logits[-1]), theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_teacher_quant_distils_against_the_fake_quantized_target(pairs, text, tmp_path):
+    """`--teacher-quant int8`: the teacher is the target with every matmul/table weight replaced by its
+    int8 round trip (train.fakequant), norms untouched; nothing is written before training."""
+    from edge_mtp.train.drafter import prepare
+    from edge_mtp.train.fakequant import fake_quantize
+
+    o = _options(pairs, text, tmp_path / "drafter", teacher_quant="int8")
+    teacher = dict(prepare(o).target.named_parameters())
+    source, _ = load_target(o.target, "float32")
+    for name, w in source.named_parameters():
+        expected = fake_quantize(name, w, "int8") if w.dim() == 2 else w
+        assert torch.equal(teacher[name], expected), name
+    assert not o.out.exists() and not checkpoint_dir(o.out).exists()
