@@ -3,6 +3,8 @@ the stock drafter's acceptance there, and `edge-mtp train-drafter` restoring it.
 
     python benchmarks/finetune.py fp32  WORK   # fine-tune, retrain the drafter, PyTorch fp32 acceptance
     python benchmarks/finetune.py quant WORK   # the same pairs as int8 / int4 LiteRT bundles (run after fp32)
+    python benchmarks/finetune.py teacher WORK # only the drafters distilled against the fake-quantized target
+                                               # (`train-drafter --teacher-quant int8|int4`; quant builds them too)
 
 Each step runs the real command (printed before it runs) and is skipped when its output exists, so a rerun
 only measures. Acceptance is the speculative loop's own (greedy, `edge_mtp.train.evaluate`) on held-out
@@ -68,20 +70,37 @@ def prompts() -> dict[str, list[list[int]]]:
     return {c: [codec.encode(t) for t in ts] for c, ts in json.loads((PAIR / "prompts.json").read_text()).items()}
 
 
-def torch_report(target: Path, drafter: Path) -> dict:
+def cached(path: Path, make) -> dict:
+    """`make()`'s report, kept in `path` so that a rerun (or a second process run beside a long step) only
+    measures what is missing."""
+    if path.exists():
+        return json.loads(path.read_text())
+    report = make()
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def torch_report(work: Path, name: str, target: Path, drafter: Path) -> dict:
     from edge_mtp.model import load_pair
     from edge_mtp.train.evaluate import acceptance_report, torch_backends
 
-    t, tcfg, d, _ = load_pair(target, drafter, "float32")
-    return acceptance_report(torch_backends(t, tcfg, d), prompts(), KS, NEW_TOKENS)
+    def make() -> dict:
+        t, tcfg, d, _ = load_pair(target, drafter, "float32")
+        return acceptance_report(torch_backends(t, tcfg, d), prompts(), KS, NEW_TOKENS)
+
+    return cached(work / "reports" / f"fp32-{name}.json", make)
 
 
-def bundle_report(bundle: Path) -> dict:
+def bundle_report(work: Path, bundle: Path) -> dict:
     from edge_mtp.runtime.litert_backend import LiteRTBackend
     from edge_mtp.train.evaluate import acceptance_report
 
-    backend = LiteRTBackend(bundle)
-    return acceptance_report(lambda context: backend, prompts(), KS, NEW_TOKENS)
+    def make() -> dict:
+        backend = LiteRTBackend(bundle, threads=int(THREADS))
+        return acceptance_report(lambda context: backend, prompts(), KS, NEW_TOKENS)
+
+    return cached(work / "reports" / f"{bundle.stem}.json", make)
 
 
 def table(reports: dict[str, dict], k: int | None = None) -> str:
@@ -109,8 +128,18 @@ def per_k(reports: dict[str, dict], category: str) -> str:
     return "\n".join(lines)
 
 
+def compact(reports: dict[str, dict]) -> str:
+    """The reports as JSON with one line per (category, K) row (the "all" rows last), to keep the file small."""
+    parts = []
+    for name, r in reports.items():
+        head = {k: v for k, v in r.items() if k not in ("rows", "all")}
+        rows = ",\n  ".join(json.dumps(row, separators=(",", ":")) for row in r["rows"] + r["all"])
+        parts.append(f' {json.dumps(name)}: {{"summary": {json.dumps(head)}, "rows": [\n  {rows}]}}')
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 def show(reports: dict[str, dict], out: Path) -> None:
-    out.write_text(json.dumps(reports, indent=1) + "\n")
+    out.write_text(compact(reports))
     for k in KS:
         print(f"\nK = {k}: acceptance per slot (mean tokens per round)\n")
         print(table(reports, k))
@@ -119,37 +148,50 @@ def show(reports: dict[str, dict], out: Path) -> None:
     print(f"\nwrote {out}")
 
 
-def fp32(work: Path) -> None:
+def fp32(work: Path, stock_only: bool = False) -> None:
     target = finetuned_target(work)
-    drafter = retrained_drafter(work, target)
-    reports = {
-        "stock target + stock drafter": torch_report(PAIR / "target", PAIR / "drafter"),
-        "fine-tuned target + stock drafter": torch_report(target, PAIR / "drafter"),
-        "fine-tuned target + retrained drafter": torch_report(target, drafter),
+    reports = {  # the first two need no retrained drafter: run `fp32 --stock-only` beside the retraining
+        "stock target + stock drafter": torch_report(work, "stock+stock", PAIR / "target", PAIR / "drafter"),
+        "fine-tuned target + stock drafter": torch_report(work, "ft+stock", target, PAIR / "drafter"),
     }
+    if stock_only:
+        return
+    reports["fine-tuned target + retrained drafter"] = torch_report(work, "ft+retrained", target,
+                                                                     retrained_drafter(work, target))
     show(reports, work / "finetune-fp32.json")
 
 
+def teacher_drafters(work: Path, quants: list[str]) -> dict[str, Path]:
+    """Per quant mode, the drafter retrained against the target with that mode's weights quantized and
+    dequantized (`--teacher-quant`, edge_mtp.train.fakequant): the same run as `retrained_drafter` otherwise."""
+    target = finetuned_target(work)
+    return {q: retrained_drafter(work, target, f"ft-drafter-tq-{q}", ("--teacher-quant", q)) for q in quants}
+
+
 def quant(work: Path, quants: list[str]) -> None:
-    """int8 / int4 bundles of the fine-tuned target with the stock and the retrained drafter (the exporter's
-    current recipes; rerun after an exporter change to refresh the numbers)."""
+    """int8 / int4 bundles of the fine-tuned target with the stock drafter, the retrained one and the one
+    retrained against that quantized target (the exporter's current recipes; rerun after an exporter change
+    to refresh the numbers). The `--teacher-quant` drafters come last: they are the ones still to train."""
     target, drafter = finetuned_target(work), retrained_drafter(work, finetuned_target(work))
+    pairs = [(q, name, d) for q in quants for name, d in (("stock", PAIR / "drafter"), ("retrained", drafter))]
+    pairs += [(q, "retrained-tq", None) for q in quants]
     reports = {}
-    for q in quants:
-        for name, d in (("stock", PAIR / "drafter"), ("retrained", drafter)):
-            bundle = work / f"ft-{name}-{q}.litertlm"
-            if not bundle.exists():
-                sh([str(Path(PY).parent / "edge-export"), "--target", str(target), "--drafter", str(d), "-o", str(bundle),
-                    "--quant", q, "--draft-len", "3", "--prefill", "32,128", "--context", "512"])
-            reports[f"{q} {name} drafter"] = bundle_report(bundle)
+    for q, name, d in pairs:
+        d = d or teacher_drafters(work, [q])[q]
+        bundle = work / f"ft-{q}-{name}.litertlm"
+        if not bundle.exists():
+            sh([str(Path(PY).parent / "edge-export"), "--target", str(target), "--drafter", str(d), "-o", str(bundle),
+                "--quant", q, "--draft-len", str(max(KS)), "--prefill", "32,128", "--context", "512"])
+        reports[f"{q} {name} drafter"] = bundle_report(work, bundle)
     show(reports, work / "finetune-quant.json")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=("fp32", "quant"))
+    p.add_argument("mode", choices=("fp32", "quant", "teacher"))
     p.add_argument("work", type=Path)
     p.add_argument("--quant", default="int8,int4")
+    p.add_argument("--stock-only", action="store_true", help="fp32: only the reports of the stock drafter")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -157,7 +199,9 @@ def main() -> int:
 
     torch.set_num_threads(int(THREADS))
     if args.mode == "fp32":
-        fp32(args.work)
+        fp32(args.work, args.stock_only)
+    elif args.mode == "teacher":
+        teacher_drafters(args.work, args.quant.split(","))
     else:
         quant(args.work, args.quant.split(","))
     return 0

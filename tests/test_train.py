@@ -260,3 +260,42 @@ def test_fake_quantize_follows_the_litert_recipes(pairs):
         step = w.abs().amax(1, keepdim=True) / (127 if levels > 16 else 7)
         assert ((q - w).abs() <= step / 2 + 1e-6).all(), name
         assert not torch.equal(q, w), name
+
+
+def test_finetune_command_lowers_heldout_loss_and_loads_in_transformers(pairs, text, tmp_path):
+    """`python -m edge_mtp.train.demo finetune` (the fine-tune scenario's first step) continues a target on
+    new text: held-out loss falls, and transformers loads the output with the same logits as ours."""
+    from transformers import AutoModelForCausalLM
+
+    from edge_mtp.train.demo import main as demo_main
+
+    source, out, report = pairs.dirs("tiny-e2b")[0], tmp_path / "ft", tmp_path / "ft.json"
+    assert demo_main(["finetune", str(source), str(text), "-o", str(out), "--steps", "8", "--batch", "4",
+                      "--lr", "3e-3", "--warmup", "0", "--seq-len", "32", "--threads", "1",
+                      "--report", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["heldout_loss_after"] < result["heldout_loss_before"] - 0.1, result
+    ours, tcfg = load_target(out, "float32")
+    before, _ = load_target(source, "float32")
+    assert not torch.equal(ours.embed_tokens.weight, before.embed_tokens.weight)
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+    prompt = pairs.prompts("tiny-e2b")[0]
+    backend = TorchBackend(ours, tcfg, None, context=len(prompt))
+    with torch.no_grad():
+        theirs = model(torch.tensor([prompt])).logits[0, -1]
+    assert torch.allclose(torch.from_numpy(backend.prefill(prompt).logits[-1]), theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_teacher_quant_distils_against_the_fake_quantized_target(pairs, text, tmp_path):
+    """`--teacher-quant int8`: the teacher is the target with every matmul/table weight replaced by its
+    int8 round trip (train.fakequant), norms untouched; nothing is written before training."""
+    from edge_mtp.train.drafter import prepare
+    from edge_mtp.train.fakequant import fake_quantize
+
+    o = _options(pairs, text, tmp_path / "drafter", teacher_quant="int8")
+    teacher = dict(prepare(o).target.named_parameters())
+    source, _ = load_target(o.target, "float32")
+    for name, w in source.named_parameters():
+        expected = fake_quantize(name, w, "int8") if w.dim() == 2 else w
+        assert torch.equal(teacher[name], expected), name
+    assert not o.out.exists() and not checkpoint_dir(o.out).exists()

@@ -1,7 +1,7 @@
 """Next-token training of a Gemma 4 target (the demo pair's pretraining, and the fine-tune scenario).
 
 The model is `edge_mtp.model.Gemma4Target` itself, trained in the form it runs in (explicit K/V buffers
-written through `copy_rows`), so what was trained is exactly what the runtime, the exporter and
+written by `write_rows`), so what was trained is exactly what the runtime, the exporter and
 transformers load. The output folder is the input folder's config, generation config and tokenizer with
 new weights in model.safetensors, stored under the same names and in the same format as transformers'
 `save_pretrained` writes them.
@@ -22,7 +22,6 @@ from torch.nn import functional as F
 
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.model import Gemma4Target, load_target
-from edge_mtp.model.layers import copy_rows
 from edge_mtp.train.data import batch_indices, text_windows
 from edge_mtp.train.steps import Run, Schedule, load_checkpoint, make_optimizer, save_checkpoint, train
 
@@ -127,7 +126,7 @@ def train_target(source_dir: Path, files: list[Path], out_dir: Path, o: LMOption
     windows = text_windows(files, source_dir, o.seq_len, tcfg.bos_id, o.holdout)
     if o.fresh:
         init_target(target, o.seed)
-    target.kv_writer = copy_rows  # out of place: autograd through the cache writes
+    # decode's default K/V writer (model.layers.write_rows) is out of place: autograd flows through the writes
     params = {n: p for n, p in target.named_parameters()}
     for p in params.values():
         p.requires_grad_(True)
