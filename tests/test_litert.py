@@ -59,6 +59,24 @@ def test_litert_trace_equals_torch_and_transformers(pairs, bundles, preset, k):
         assert [r.drafts for r in ours.rounds if r.drafts] == rounds.drafts
 
 
+@pytest.mark.parametrize("quant", ["fp32", "int4"])
+def test_verify_rows_equal_decodes_bit_for_bit(bundles, preset, quant):
+    """Each verify row equals a decode of the same token at the same position exactly, not within a
+    tolerance: that is what makes greedy MTP on == off in any engine running these graphs (LiteRT-LM
+    included), because near-tied logits (random full-size weights) flip on one ulp. Before the RMSNorm
+    rows were flattened (docs/tooling.md#row-invariant-graphs) rows differed by up to 6e-6."""
+    lite = LiteRTBackend(bundles.path(preset, quant))
+    prompt = list(range(300, 341))
+    lite.prefill(prompt)
+    tokens = [7, 8, 9, 10, 11]
+    verified = lite.verify(tokens, len(prompt))
+    lite.rollback(len(prompt))
+    for i, token in enumerate(tokens):
+        one = lite.verify([token], len(prompt) + i)  # one row: the decode graph
+        assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
+        assert np.array_equal(verified.hidden[i], one.hidden[0]), (i, _diff(verified.hidden[i], one.hidden[0]))
+
+
 def test_litert_lm_engine_runs_our_bundle_with_speculation(pairs, bundles, tmp_path):
     """The official engine: reports MTP support; greedy text equal with MTP on, off, and to our runtime."""
     import litert_lm

@@ -281,7 +281,8 @@ def _export_options(f):
         click.option("--format", "fmt", type=click.Choice(("litertlm", "onnx")), default="litertlm",
                      help="litertlm (LiteRT-LM bundle) or onnx (ONNX graphs for onnxruntime)"),
         click.option("--quant", default="fp32",
-                     help="fp32, fp16, int8, int4 (blockwise), or mixed (int4 + int2 embedding tables; LiteRT only)"),
+                     help="fp32, fp16, int8, int4 (blockwise), or mixed (int4 + int2 per-layer-embedding table; "
+                          "LiteRT only)"),
         click.option("--draft-len", metavar="K", type=int, default=4,
                      help="K: the verify signature checks K drafts + 1"),
         click.option("--prefill", type=LENGTHS, default="32,128", help="prefill signature lengths"),

@@ -22,13 +22,17 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.
 
     The default `NormFn`; an exporter may pass another with the same math (e.g. this one wrapped as a
     LiteRT composite op, `edge_mtp.export.litert.composite_rms_norm`)."""
-    xf = x.float()
+    # Rows flattened to [N, dim] first: the same values in torch, but in a one-token LiteRT graph the converter
+    # otherwise folds the reduction into a rank-changing MUL/MEAN pair that XNNPACK sums in another order
+    # than the T-row graph, so decode and verify row 0 differed by ~1 ulp, enough to flip near-tied greedy
+    # tokens with MTP on (docs/tooling.md#row-invariant-graphs).
+    xf = x.float().reshape(-1, x.shape[-1])
     # rsqrt, not pow(., -0.5): the same values in torch (its pow takes the rsqrt path for -0.5), but LiteRT's
     # converter keeps a POW for one-token graphs, which XNNPACK does not run (one delegate partition per norm)
     out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     if weight is not None:
         out = out * weight.float()
-    return out.type_as(x)
+    return out.reshape(x.shape).type_as(x)
 
 
 NormFn = Callable[[torch.Tensor, torch.Tensor | None, float], torch.Tensor]
