@@ -132,7 +132,8 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in keys) + " |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "rows": rows}, indent=1))
+        machine = platform.processor() or platform.machine()
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
     shutil.rmtree(args.work / ".litert-lm", ignore_errors=True)
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from edge_mtp.atomic import require_parent
 from edge_mtp.errors import EdgeMTPError
 
-POST_NORMS = ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight", "post_per_layer_input_norm.weight")
+POST_NORMS = ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight",
+              "post_per_layer_input_norm.weight")
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+)$")
 
 
@@ -96,7 +97,8 @@ def norm_input_peaks(target_dir: Path, prompt: list[int], new_tokens: int) -> tu
         peak, mean_square = max(peak, float(x.abs().max())), max(mean_square, float(x.pow(2).mean(-1).max()))
 
     for name, module in model.named_modules():
-        if isinstance(module, Gemma4RMSNorm) and name.endswith(("input_layernorm", "pre_feedforward_layernorm", "model.norm")):
+        if isinstance(module, Gemma4RMSNorm) and name.endswith(
+                ("input_layernorm", "pre_feedforward_layernorm", "model.norm")):
             module.register_forward_pre_hook(record)
     with torch.no_grad():
         out = model.generate(torch.tensor([prompt]), max_new_tokens=new_tokens, do_sample=False)
