@@ -41,7 +41,6 @@ import traceback
 import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -560,14 +559,10 @@ def machine_info() -> dict:
 
 
 def versions() -> dict:
-    names = ("torch", "transformers", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "tensorflow-cpu")
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    from edge_mtp.export.graph_cache import installed_versions
+
+    return installed_versions(("torch", "transformers", "litert-torch", "ai-edge-litert", "ai-edge-quantizer",
+                               "tensorflow-cpu"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -59,7 +59,8 @@ def main() -> None:
             results.append(row)
             print(f"{row['bundle']:24s} K={k}  rounds {row['rounds']:4d}  tok/round {row['tokens_per_round']:.2f}  "
                   f"C wall {row['c_wall_ms']:.3f} ms = graph {row['c_graph_ms']:.3f} + overhead "
-                  f"{row['c_overhead_ms']:.3f} ms ({row['c_overhead_pct']:.1f}%)  | Python wall {row['python_wall_ms']:.3f} ms",
+                  f"{row['c_overhead_ms']:.3f} ms ({row['c_overhead_pct']:.1f}%)  "
+                  f"| Python wall {row['python_wall_ms']:.3f} ms",
                   flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

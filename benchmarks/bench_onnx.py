@@ -92,7 +92,8 @@ def onnx_binding(backend, session, tokens, start):
 
 def onnx_graph_timers(backend, session=None) -> dict:
     session = session or backend.sessions["target"]
-    decode, verify = onnx_binding(backend, session, [5], POSITION), onnx_binding(backend, session, [5] * (K + 1), POSITION)
+    decode = onnx_binding(backend, session, [5], POSITION)
+    verify = onnx_binding(backend, session, [5] * (K + 1), POSITION)
     timers = {"decode": lambda: session.run_with_iobinding(decode),
               "verify": lambda: session.run_with_iobinding(verify)}
     if backend.drafter is not None:
@@ -170,7 +171,8 @@ def print_table(results: dict[str, dict[str, float]], sizes: dict[str, int]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", type=Path, default=Path(os.environ.get("EDGE_MTP_CACHE", Path.home() / ".cache/edge-mtp")) / "bench-onnx")
+    cache = Path(os.environ.get("EDGE_MTP_CACHE", Path.home() / ".cache/edge-mtp"))
+    parser.add_argument("--work", type=Path, default=cache / "bench-onnx")
     parser.add_argument("--preset", default="small-e2b")
     parser.add_argument("--quant", default="fp32,int8,int4")
     parser.add_argument("--context", type=int, default=256)
@@ -196,14 +198,17 @@ def main() -> None:
         sizes[f"{fmt} {quant}"] = (path.stat().st_size if fmt == "litert"
                                    else sum(p.stat().st_size for p in path.glob("*.onnx")))
         if fmt == "onnx" and quant == "fp32" and args.static:
-            graph_sets["onnx fp32 static graph"] = static_timers(backend, export_static_targets(pair, args.work / "static", args.context))
+            static_paths = export_static_targets(pair, args.work / "static", args.context)
+            graph_sets["onnx fp32 static graph"] = static_timers(backend, static_paths)
             sizes["onnx fp32 static"] = sum(p.stat().st_size for p in (args.work / "static").glob("*.onnx"))
     load_before = os.getloadavg()[0]
     results = measure({**graph_sets, **step_sets}, args.rounds, args.iters)
     print_table(results, sizes)
-    ratios = {q: {c: results[f"onnx {q} graph"][c] / results[f"litert {q} graph"][c] for c in ("decode", "verify", "draft")}
+    ratios = {q: {c: results[f"onnx {q} graph"][c] / results[f"litert {q} graph"][c]
+                  for c in ("decode", "verify", "draft")}
               for q in quants}
-    print("\nONNX Runtime / LiteRT (graph):", json.dumps({q: {c: round(v, 2) for c, v in r.items()} for q, r in ratios.items()}))
+    print("\nONNX Runtime / LiteRT (graph):",
+          json.dumps({q: {c: round(v, 2) for c, v in r.items()} for q, r in ratios.items()}))
     record = {"preset": args.preset, "context": args.context, "K": K, "position": POSITION, "threads": 2,
               "results_ms": results, "onnx_over_litert": ratios, "bytes": sizes,
               "load_avg_1min": [load_before, os.getloadavg()[0]], "machine": platform.platform()}

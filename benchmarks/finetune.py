@@ -122,8 +122,9 @@ def per_k(reports: dict[str, dict], category: str) -> str:
     names = list(reports)
     lines = [f"| K ({category}) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for k in KS:
-        cells = [f"{next(r for r in rep['rows'] if r['category'] == category and r['draft_len'] == k)['mean_tokens_per_round']:.2f}"
-                 for rep in reports.values()]
+        rows = [next(r for r in rep["rows"] if r["category"] == category and r["draft_len"] == k)
+                for rep in reports.values()]
+        cells = [f"{row['mean_tokens_per_round']:.2f}" for row in rows]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

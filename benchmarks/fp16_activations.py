@@ -20,7 +20,6 @@ Gain 256 is the tests' stand-in (tests/test_fp16_activations.py); gain 4096 push
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -51,19 +50,11 @@ def litert_lm_texts(bundle: Path, work: Path) -> dict[str, str]:
 
 
 def ours(bundle: Path, prompt: list[int], flags: int | None) -> dict:
-    from ai_edge_litert import options
-
     from edge_mtp.errors import EdgeMTPError
     from edge_mtp.runtime import LoopConfig, generate
     from edge_mtp.runtime.litert_backend import LiteRTBackend
 
-    default = options.CpuOptions
-    if flags is not None:
-        options.CpuOptions = functools.partial(default, xnnpack_flags=flags)
-    try:
-        backend = LiteRTBackend(bundle, threads=1)
-    finally:
-        options.CpuOptions = default
+    backend = LiteRTBackend(bundle, threads=1, xnnpack_flags=flags)
     out = {}
     for key in ("logits", 0, K):
         try:
@@ -132,7 +123,8 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in keys) + " |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "rows": rows}, indent=1))
+        machine = platform.processor() or platform.machine()
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
     shutil.rmtree(args.work / ".litert-lm", ignore_errors=True)
 
 

@@ -2,15 +2,20 @@
 
     .venv/bin/python benchmarks/litert_lm_onoff.py BUNDLE default|fp32     # run from the repository root
 """
-import json, os, sys, tempfile
+import json
+import os
+import sys
+import tempfile
+
 import litert_lm
+from tokenizers import Tokenizer
+
 bundle, act = sys.argv[1], sys.argv[2]
 prompts = json.load(open("src/edge_mtp/demo_pair/prompts.json"))
 res = {}
 with tempfile.TemporaryDirectory(dir=os.path.dirname(bundle)) as tmp:
     os.environ["HOME"] = tmp
     kw = {} if act == "default" else {"activation_data_type": litert_lm.ActivationDataType.FLOAT32}
-    from tokenizers import Tokenizer
     tk = Tokenizer.from_file("src/edge_mtp/demo_pair/target/tokenizer.json")
     for cat, ps in prompts.items():
         for i, p in enumerate(ps):
@@ -23,11 +28,10 @@ with tempfile.TemporaryDirectory(dir=os.path.dirname(bundle)) as tmp:
                 res.setdefault(f"{cat}/{i}", []).append(s.run_decode().texts[0])
                 del s, engine
 same = {k: v[0] == v[1] for k, v in res.items()}
-from tokenizers import Tokenizer
 tok = Tokenizer.from_file("src/edge_mtp/demo_pair/target/tokenizer.json")
 def first_diff(a, b):
     x, y = tok.encode(a, add_special_tokens=False).ids, tok.encode(b, add_special_tokens=False).ids
     return next((i for i, (u, w) in enumerate(zip(x, y)) if u != w), min(len(x), len(y))), len(x)
 stats = {k: first_diff(*v) for k, v in res.items()}
-print("RESULT " + json.dumps({"bundle": bundle, "activation": act, "identical": sum(same.values()), "prompts": len(same),
-      "first_difference_and_length": stats}))
+print("RESULT " + json.dumps({"bundle": bundle, "activation": act, "identical": sum(same.values()),
+                             "prompts": len(same), "first_difference_and_length": stats}))

@@ -102,7 +102,8 @@ def table(counts: dict[str, dict[str, dict[str, int]]]) -> str:
                                                                                    for f, s in cols))
     head = "| op | " + " | ".join(f"{f} {s}" for f, s in cols) + " |"
     lines = [head, "|---" * (len(cols) + 1) + "|"]
-    lines.append("| **total** | " + " | ".join(str(sum(v for k, v in counts[f][s].items() if not k.startswith("("))) for f, s in cols) + " |")
+    totals = [sum(v for k, v in counts[f][s].items() if not k.startswith("(")) for f, s in cols]
+    lines.append("| **total** | " + " | ".join(str(t) for t in totals) + " |")
     for k in kinds:
         lines.append(f"| {k} | " + " | ".join(str(counts[f][s].get(k, 0)) for f, s in cols) + " |")
     return "\n".join(lines)

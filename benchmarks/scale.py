@@ -277,7 +277,8 @@ def main() -> int:
     p.add_argument("--exports", default="litertlm:int4,onnx:int4", help="comma-separated format:quant")
     p.add_argument("--determinism", action="store_true", help="export each twice and compare the bytes")
     p.add_argument("--check", action="store_true", help="LiteRT-LM, Python loop, native core, onnxruntime")
-    p.add_argument("--verify", action="store_true", help="edge-mtp verify on each quantized LiteRT export (bf16 reference)")
+    p.add_argument("--verify", action="store_true",
+                   help="edge-mtp verify on each quantized LiteRT export (bf16 reference)")
     p.add_argument("--bench", action="store_true", help="edge-mtp bench on each export")
     p.add_argument("--json", type=Path, help="write all results here")
     p.add_argument("--keep-graphs", action="store_true",

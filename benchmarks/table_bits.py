@@ -46,7 +46,8 @@ def main() -> int:
     categories = json.loads((pair / "prompts.json").read_text())
     prompts = [codec.encode(t)[:PREFIX_TOKENS] for texts in categories.values() for t in texts[:2]]
     ref = _logits(pair, prompts, None)
-    print(f"{len(ref)} positions, {len(prompts)} held-out prompts\n\n| tables | top-1 agreement | logit correlation |\n|---|---|---|")
+    print(f"{len(ref)} positions, {len(prompts)} held-out prompts\n\n"
+          "| tables | top-1 agreement | logit correlation |\n|---|---|---|")
     for name, tables in TABLES.items():
         x = _logits(pair, prompts, tables)
         corr = np.corrcoef(x.ravel(), ref.ravel())[0, 1]

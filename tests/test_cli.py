@@ -181,7 +181,8 @@ def test_help_documents_every_flag_and_shows_its_default(prog, path, command, ca
         assert param.help, f"{param.opts} has no help"
         _, text = param.get_help_record(ctx)
         default = param.get_default(ctx, call=False)  # None, False or click's "unset" when there is none
-        if (isinstance(default, (int, float, str, tuple)) and default is not False) or isinstance(param.show_default, str):
+        has_value = isinstance(default, (int, float, str, tuple)) and default is not False
+        if has_value or isinstance(param.show_default, str):
             with_default += 1
             assert "[default: " in text, (param.opts, text)
     assert out.count("[default:") >= with_default  # (a line may break after the colon)
@@ -192,7 +193,8 @@ def test_help_documents_every_flag_and_shows_its_default(prog, path, command, ca
     (["run", "x.litertlm", "--prompt-ids", "1", "--context", "0"], "'--context': 0 is not in the range x>=1"),
     (["run", "--target", "t", "--drafter", "d", "--prompt-ids", "1", "--prefill-chunk", "0"],
      "'--prefill-chunk': 0 is not in the range x>=1"),
-    (["run", "x.litertlm", "--prompt-ids", "1", "--draft-len", "-1"], "expected a non-negative integer or auto, got '-1'"),
+    (["run", "x.litertlm", "--prompt-ids", "1", "--draft-len", "-1"],
+     "expected a non-negative integer or auto, got '-1'"),
     (["run", "x.litertlm"], "give one of --prompt TEXT or --prompt-ids IDS"),
     (["run", "x.litertlm", "--prompt", "a", "--prompt-ids", "1"], "--prompt or --prompt-ids, not both"),
     (["bench", "x.litertlm", "--draft-len", "0,a"], "expected a non-negative integer or auto, got 'a'"),
@@ -241,8 +243,8 @@ def test_pytorch_only_flags_reach_the_pytorch_backend(e2b, pairs, capsys, monkey
 
 
 @pytest.mark.parametrize("args, missing", [
-    (["run", "--target", "/no/target", "--drafter", "/no/drafter", "--prompt-ids", "1", "--trace", "{tmp}/nodir/t.jsonl"],
-     "nodir"),
+    (["run", "--target", "/no/target", "--drafter", "/no/drafter", "--prompt-ids", "1",
+      "--trace", "{tmp}/nodir/t.jsonl"], "nodir"),
     (["run", "/no/bundle.litertlm", "--prompt-ids", "1", "--trace", "{tmp}/nodir/t.jsonl"], "nodir"),
     (["export", "--target", "/no/t", "--drafter", "/no/d", "-o", "{tmp}/nodir/out.litertlm"], "nodir"),
     (["bench", "/no/bundle.litertlm", "--json", "{tmp}/nodir/b.json"], "nodir"),

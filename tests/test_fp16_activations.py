@@ -11,7 +11,6 @@ inside in fp32 (ARM's fp16 kernels compute in fp16 too; not covered).
 
 from __future__ import annotations
 
-import functools
 import shutil
 
 import numpy as np
@@ -54,21 +53,11 @@ def test_standin_overflows_a_decomposed_rmsnorm_in_fp16(pairs, standin):
     assert tokens == hf_generate(pairs.hf("tiny-e2b")[0], prompt, NEW)[0]
 
 
-def _litert(bundle, monkeypatch, xnnpack_flags: int | None) -> LiteRTBackend:
-    """Our LiteRT backend; with `xnnpack_flags`, XNNPACK runs with those flags instead of its defaults."""
-    from ai_edge_litert import options
-
-    if xnnpack_flags is not None:
-        monkeypatch.setattr(options, "CpuOptions", functools.partial(options.CpuOptions, xnnpack_flags=xnnpack_flags))
-    backend = LiteRTBackend(bundle, threads=1)
-    monkeypatch.undo()
-    return backend
-
-
-def test_fp16_activations_give_the_fp32_tokens_and_rounds(pairs, standin, monkeypatch):
+def test_fp16_activations_give_the_fp32_tokens_and_rounds(pairs, standin):
     """XNNPACK FORCE_FP16 against fp32 on the stand-in: same tokens and same drafts and acceptances per
     round, K = 0 and K = 4, 40 new tokens per prompt; both equal transformers."""
-    fp32, fp16 = _litert(standin[1], monkeypatch, None), _litert(standin[1], monkeypatch, FORCE_FP16)
+    fp32 = LiteRTBackend(standin[1], threads=1)
+    fp16 = LiteRTBackend(standin[1], threads=1, xnnpack_flags=FORCE_FP16)
     probe = list(range(300, 341))
     # fp16 really is in effect: its logits differ from fp32's by fp16 rounding (measured 1.3e-2), where two
     # fp32 runs are identical

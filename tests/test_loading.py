@@ -125,7 +125,8 @@ def test_token_ordering_must_be_a_permutation(pairs, tmp_path):
     target_dir, drafter_dir = pairs.dirs("tiny-e2b")
     drafter = shutil.copytree(drafter_dir, tmp_path / "drafter")
     _rewrite(drafter / "model.safetensors",
-             lambda t: t.update({"masked_embedding.token_ordering": torch.zeros_like(t["masked_embedding.token_ordering"])}))
+             lambda t: t.update({"masked_embedding.token_ordering":
+                                 torch.zeros_like(t["masked_embedding.token_ordering"])}))
     with pytest.raises(EdgeMTPError, match="token_ordering is not a permutation"):
         load_pair(target_dir, drafter)
 

@@ -77,7 +77,8 @@ def test_c_suite(bundles, suite, tmp_path):
 def test_corrupted_bundles_fail_cleanly(bundles, tmp_path):
     data = bundles.path("tiny-e2b").read_bytes()
     header_end = int.from_bytes(data[24:32], "little")
-    bad = {"magic": b"XX" + data[2:], "truncated": data[: len(data) // 2], "header": data[:24] + b"\xff" * 8 + data[32:],
+    bad = {"magic": b"XX" + data[2:], "truncated": data[: len(data) // 2],
+           "header": data[:24] + b"\xff" * 8 + data[32:],
            "flatbuffer": data[:32] + bytes(b ^ 0x5A for b in data[32:header_end]) + data[header_end:]}
     for name, blob in bad.items():
         path = tmp_path / f"{name}.litertlm"

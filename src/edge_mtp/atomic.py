@@ -1,11 +1,13 @@
 """Atomic file output: write to a temporary file beside the target, then rename over it.
 
-A crash or error never leaves a partial file, and readers never see a half-written one.
+A crash or error never leaves a partial file, and readers never see a half-written one. `atomic_dir` does
+the same for a folder.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,4 +41,19 @@ def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """A temporary folder beside `path` (mode 0755, not mkdtemp's private 0700) to fill in the block, renamed to
+    `path` when the block ends and removed, with what is in it, if the block raises."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp.chmod(0o755)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

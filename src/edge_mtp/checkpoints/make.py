@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from edge_mtp.atomic import require_parent
+from edge_mtp.atomic import atomic_dir, require_parent
 from edge_mtp.checkpoints.presets import PRESETS, Preset
 from edge_mtp.checkpoints.tokenizer import build_tokenizer, save_tokenizer
 from edge_mtp.errors import EdgeMTPError
@@ -54,14 +51,8 @@ def make_checkpoint(
     spec = _preset(preset)
     _refuse_non_empty(out_dir)
     require_parent(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the checkpoint is ordinary output
+    with atomic_dir(out_dir) as tmp:
         _write_pair(spec, tmp, seed=seed, distill_steps=distill_steps, progress=progress)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir / "target", out_dir / "drafter"
 
 

@@ -16,16 +16,15 @@ so the pair generates what the unscaled one does.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
-from edge_mtp.atomic import require_parent
+from edge_mtp.atomic import atomic_dir, require_parent
 from edge_mtp.errors import EdgeMTPError
 
-POST_NORMS = ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight", "post_per_layer_input_norm.weight")
+POST_NORMS = ("post_attention_layernorm.weight", "post_feedforward_layernorm.weight",
+              "post_per_layer_input_norm.weight")
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+)$")
 
 
@@ -36,16 +35,10 @@ def scale_residual(src: Path, dst: Path, gain: float) -> tuple[Path, Path]:
     if dst.exists():
         raise EdgeMTPError(f"{dst} already exists; choose a new directory")
     require_parent(dst)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
-    try:
+    with atomic_dir(dst) as tmp:
         for part, rule in (("target", _target_rule), ("drafter", _drafter_rule)):
             shutil.copytree(src / part, tmp / part)
             _rescale(tmp / part / "model.safetensors", rule, gain)
-        tmp.chmod(0o755)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst / "target", dst / "drafter"
 
 
@@ -96,7 +89,8 @@ def norm_input_peaks(target_dir: Path, prompt: list[int], new_tokens: int) -> tu
         peak, mean_square = max(peak, float(x.abs().max())), max(mean_square, float(x.pow(2).mean(-1).max()))
 
     for name, module in model.named_modules():
-        if isinstance(module, Gemma4RMSNorm) and name.endswith(("input_layernorm", "pre_feedforward_layernorm", "model.norm")):
+        if isinstance(module, Gemma4RMSNorm) and name.endswith(
+                ("input_layernorm", "pre_feedforward_layernorm", "model.norm")):
             module.register_forward_pre_hook(record)
     with torch.no_grad():
         out = model.generate(torch.tensor([prompt]), max_new_tokens=new_tokens, do_sample=False)

@@ -59,13 +59,19 @@ def _tensors_digest(*modules: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def graph_key(kind: str, configs: list[Path], shapes: dict, modules: list[torch.nn.Module]) -> str:
-    versions = {}
-    for tool in TOOLS:
+def installed_versions(names) -> dict[str, str | None]:
+    """Each distribution's installed version, None where it is not installed."""
+    out = {}
+    for name in names:
         try:
-            versions[tool] = metadata.version(tool)
+            out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[tool] = None
+            out[name] = None
+    return out
+
+
+def graph_key(kind: str, configs: list[Path], shapes: dict, modules: list[torch.nn.Module]) -> str:
+    versions = installed_versions(TOOLS)
     parts = {"kind": kind, "configs": [Path(p).read_text() for p in configs], "shapes": shapes,
              "tensors": _tensors_digest(*modules), "code": _code_digest(), "versions": versions}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]

@@ -63,7 +63,8 @@ class _Graph:
 class LiteRTBackend(ExportBackend):
     name = "python-litert"
 
-    def __init__(self, bundle_path: Path | str, threads: int = 2):
+    def __init__(self, bundle_path: Path | str, threads: int = 2, *, xnnpack_flags: int | None = None):
+        """`xnnpack_flags`: XNNPACK's flags (e.g. FORCE_FP16 activations) instead of its defaults."""
         from ai_edge_litert.environment import Environment
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
         from ai_edge_litert.options import CpuOptions, Options
@@ -72,7 +73,10 @@ class LiteRTBackend(ExportBackend):
         manifest = check_manifest(bundle.manifest(), str(bundle_path))
         super().__init__(manifest, bundle.manifest_bytes(), bundle.tokenizer_json())
         env = Environment.create()  # one environment, so every graph can bind the same K/V buffers
-        options = Options(hardware_accelerators=HardwareAccelerator.CPU, cpu_options=CpuOptions(num_threads=threads))
+        cpu = {"num_threads": threads}
+        if xnnpack_flags is not None:  # else CpuOptions' default, XNNPACK's own flags
+            cpu["xnnpack_flags"] = xnnpack_flags
+        options = Options(hardware_accelerators=HardwareAccelerator.CPU, cpu_options=CpuOptions(**cpu))
 
         def section(kind: str) -> bytes:
             data = bundle.model(kind)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from edge_mtp.atomic import atomic_dir
 from edge_mtp.model import FULL, SLIDING, DrafterConfig, Gemma4Drafter, TargetConfig
 from edge_mtp.model.config import load_drafter_config, parse_text_config, read_json
 
@@ -105,9 +104,7 @@ def write_drafter(out_dir: Path, state: dict[str, torch.Tensor], config: dict, g
     """Write the folder atomically: everything goes into a temp dir beside `out_dir`, renamed at the end."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        tmp.chmod(0o755)
+    with atomic_dir(out_dir) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -117,10 +114,6 @@ def write_drafter(out_dir: Path, state: dict[str, torch.Tensor], config: dict, g
             path.chmod(0o644)  # safetensors writes 0600; the folder is ordinary output
         if out_dir.exists():
             out_dir.rmdir()  # an empty directory is the only thing replaced (checked before training)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def default_shape(target: TargetConfig) -> dict[str, int]:

@@ -4,16 +4,16 @@ drafter against the quantized target that a phone runs.
 Each 2-D weight gets the scheme the LiteRT exporter gives it for that `--quant` mode
 (`edge_mtp.quantize.recipes.LITERT_MODES`: int8 = int8 channelwise everywhere; int4 = int4 channelwise
 matmuls and tables, int8 per-layer-embedding projections), quantized and dequantized back to float with the
-exporter's own `quantize` / `dequantize`. Activations stay float (the bundles' dynamic-range kernels also
-quantize activations on the fly, which this leaves out).
+exporter's own `quantize` / `dequantize` (`edge_mtp.quantize.fakequant.round_trip`). Activations stay float
+(the bundles' dynamic-range kernels also quantize activations on the fly, which this leaves out).
 """
 
 from __future__ import annotations
 
 import torch
 
+from edge_mtp.quantize.fakequant import round_trip
 from edge_mtp.quantize.recipes import LITERT_MODES, LOOKUP, MATMUL, scheme_for
-from edge_mtp.quantize.schemes import dequantize, quantize
 
 SCHEMES = ("none", "int8", "int4")
 
@@ -22,12 +22,7 @@ def fake_quantize(name: str, w: torch.Tensor, mode: str) -> torch.Tensor:
     """`w` [rows, cols] as the `mode` export stores it, dequantized (a token table is read by a lookup;
     everything else by a matmul, the tied LM head included, which the recipes quantize alike)."""
     op = LOOKUP if "embed_tokens" in name else MATMUL
-    scheme = scheme_for(LITERT_MODES[mode], name, op, tuple(w.shape))
-    if scheme.is_float:
-        return w
-    x = w.detach().float().cpu().numpy()
-    q, scale = quantize(x, scheme)
-    return torch.from_numpy(dequantize(q, scale, scheme)).to(w.dtype)
+    return round_trip(w, scheme_for(LITERT_MODES[mode], name, op, tuple(w.shape)))
 
 
 @torch.no_grad()

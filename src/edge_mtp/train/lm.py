@@ -10,9 +10,7 @@ new weights in model.safetensors, stored under the same names and in the same fo
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +18,14 @@ import torch
 from safetensors.torch import save_file
 from torch.nn import functional as F
 
+from edge_mtp.atomic import atomic_dir
+from edge_mtp.checkpoints.residual import POST_NORMS
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.model import Gemma4Target, load_target
 from edge_mtp.train.data import batch_indices, text_windows
 from edge_mtp.train.steps import Run, Schedule, load_checkpoint, make_optimizer, save_checkpoint, train
 
 COPIED = ("config.json", "generation_config.json", "tokenizer.json")
-POST_NORMS = (
-    "post_attention_layernorm.weight", "post_feedforward_layernorm.weight", "post_per_layer_input_norm.weight")
 
 
 @dataclass(frozen=True)
@@ -99,9 +97,7 @@ def save_target(target: Gemma4Target, prefix: str, source_dir: Path, out_dir: Pa
              for k, v in target.state_dict().items()}
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        tmp.chmod(0o755)
+    with atomic_dir(out_dir) as tmp:
         for name in COPIED:
             if (Path(source_dir) / name).is_file():
                 shutil.copyfile(Path(source_dir) / name, tmp / name)
@@ -110,10 +106,6 @@ def save_target(target: Gemma4Target, prefix: str, source_dir: Path, out_dir: Pa
             path.chmod(0o644)
         if out_dir.exists():
             out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def train_target(source_dir: Path, files: list[Path], out_dir: Path, o: LMOptions, progress=None,
