@@ -161,3 +161,23 @@ def test_write_rows_writes_consecutive_slots_of_both_layouts():
     assert not k.any()  # not in place
     same = write_rows(k, new_k, torch.tensor(5), 2, in_place=True)
     assert same is k and torch.equal(k, out_k)
+
+
+# ---- roofline: multiply-adds per token (benchmarks/roofline.py) -------------------------------------------
+
+@pytest.mark.parametrize("preset", ["tiny-e2b", "tiny-e4b", "e2b", "e4b"])
+def test_macs_per_row_count_every_matmul_weight_once(preset):
+    """Without attention over the cache, a token's multiply-adds are the target's matmul weights, each used
+    once, plus the tied LM head (the token table): counted here from the model's own modules."""
+    from edge_mtp.bench.roofline import macs_per_row
+    from edge_mtp.model import Gemma4Target
+
+    cfg, _ = _configs(preset)
+    with torch.device("meta"):
+        model = Gemma4Target(cfg)
+    matmuls = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    parts = macs_per_row(cfg, context=0)
+    assert parts["attention (cache)"] == 0
+    assert sum(parts.values()) == matmuls + model.embed_tokens.weight.numel()
+    with_cache = macs_per_row(cfg, context=100)["attention (cache)"]
+    assert with_cache == 100 * 2 * cfg.num_heads * sum(cfg.head_dims)
