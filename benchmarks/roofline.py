@@ -57,7 +57,8 @@ def main() -> int:
 
     backend = LiteRTBackend(args.bundle, threads=args.threads)
     manifest, graph = backend.manifest, backend.target
-    cfg = parse_text_config(manifest["config"]["target"], f"{args.bundle} manifest config.target")
+    target = manifest["config"]["target"]  # as the checkpoint's config.json: text_config nested for `gemma4`
+    cfg = parse_text_config(target.get("text_config", target), f"{args.bundle} manifest config.target")
     context = int(manifest["context"])
     rows = {c.SIG_DECODE: 1, c.SIG_VERIFY: backend.verify_len,
             **{c.prefill_signature(n): n for n in backend.prefill_lengths}}

@@ -115,11 +115,37 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     hkv = k.shape[1]
     group = hq // hkv
     q = q.reshape(b, t, hkv, group, d).transpose(1, 2).reshape(b, hkv, t * group, d)
-    scores = torch.matmul(q, k.permute(0, 1, 3, 2))
+    scores = _scores(q, k)
     scores = scores + mask[:, None, :, None, :].expand(b, 1, t, group, mask.shape[-1]).reshape(b, 1, t * group, -1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = torch.matmul(probs, v.permute(0, 1, 3, 2))
+    out = _mix(probs, v)
     return out.reshape(b, hkv, t, group, d).transpose(1, 2).reshape(b, t, hq * d)
+
+
+# With one KV head (E2B) a cache product has batch 1, and LiteRT's converter lowers it to a FULLY_CONNECTED with
+# the cache as its "weights", which XNNPACK does not delegate: a slow builtin kernel whose cost grows with the
+# rows, so verify cost far more than decode. Split into a batch of two halves (of the slots for q.K, of the head
+# dim for p.V; both free views of the cache), it stays a BATCH_MATMUL in XNNPACK. Every sum is the same.
+# docs/tooling.md#one-kv-head-products-as-a-batch-of-two.
+
+def _scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """q [B, N, R, D] . k [B, N, S, D] -> [B, N, R, S]."""
+    b, n, r, d = q.shape
+    s = k.shape[2]
+    if n > 1 or s % 2:
+        return torch.matmul(q, k.permute(0, 1, 3, 2))
+    halves = torch.matmul(q.expand(b, 2, r, d), k.reshape(b, 2, s // 2, d).permute(0, 1, 3, 2))
+    return halves.permute(0, 2, 1, 3).reshape(b, 1, r, s)
+
+
+def _mix(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """p [B, N, R, S] . v [B, N, D, S] -> [B, N, R, D]."""
+    b, n, r, s = p.shape
+    d = v.shape[2]
+    if n > 1 or d % 2:
+        return torch.matmul(p, v.permute(0, 1, 3, 2))
+    halves = torch.matmul(p.expand(b, 2, r, s), v.reshape(b, 2, d // 2, s).permute(0, 1, 3, 2))
+    return halves.permute(0, 2, 1, 3).reshape(b, 1, r, d)
 
 
 def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
