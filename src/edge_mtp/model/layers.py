@@ -115,10 +115,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     hkv = k.shape[1]
     group = hq // hkv
     q = q.reshape(b, t, hkv, group, d).transpose(1, 2).reshape(b, hkv, t * group, d)
-    scores = _scores(q, k)
+    scores = _times_transposed(q, k)
     scores = scores + mask[:, None, :, None, :].expand(b, 1, t, group, mask.shape[-1]).reshape(b, 1, t * group, -1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = _mix(probs, v)
+    out = _times_transposed(probs, v)
     return out.reshape(b, hkv, t, group, d).transpose(1, 2).reshape(b, t, hq * d)
 
 
@@ -128,24 +128,15 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 # dim for p.V; both free views of the cache), it stays a BATCH_MATMUL in XNNPACK. Every sum is the same.
 # docs/tooling.md#one-kv-head-products-as-a-batch-of-two.
 
-def _scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """q [B, N, R, D] . k [B, N, S, D] -> [B, N, R, S]."""
-    b, n, r, d = q.shape
-    s = k.shape[2]
-    if n > 1 or s % 2:
-        return torch.matmul(q, k.permute(0, 1, 3, 2))
-    halves = torch.matmul(q.expand(b, 2, r, d), k.reshape(b, 2, s // 2, d).permute(0, 1, 3, 2))
-    return halves.permute(0, 2, 1, 3).reshape(b, 1, r, s)
-
-
-def _mix(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """p [B, N, R, S] . v [B, N, D, S] -> [B, N, R, D]."""
-    b, n, r, s = p.shape
-    d = v.shape[2]
-    if n > 1 or d % 2:
-        return torch.matmul(p, v.permute(0, 1, 3, 2))
-    halves = torch.matmul(p.expand(b, 2, r, s), v.reshape(b, 2, d // 2, s).permute(0, 1, 3, 2))
-    return halves.permute(0, 2, 1, 3).reshape(b, 1, r, d)
+def _times_transposed(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x [B, N, R, C] . y [B, N, M, C]^T -> [B, N, R, M]: q.K (M = slots) and p.V (M = head dim, V being
+    stored [D, S]). With one head and M even, y's M axis is split into a batch of two halves."""
+    b, n, r, c = x.shape
+    m = y.shape[2]
+    if n > 1 or m % 2:
+        return torch.matmul(x, y.permute(0, 1, 3, 2))
+    halves = torch.matmul(x.expand(b, 2, r, c), y.reshape(b, 2, m // 2, c).permute(0, 1, 3, 2))
+    return halves.permute(0, 2, 1, 3).reshape(b, 1, r, m)
 
 
 def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
