@@ -8,7 +8,7 @@ puts them next to the two roofs a step can hit (Williams et al. 2009, "Roofline"
   counts them) over the machine's copy bandwidth, measured in the same run;
 * compute: the multiply-adds per row (every matmul of the decoder and the tied LM head, attention over
   all cache slots) over the throughput *the same kernels* reach on this machine, taken from the
-  largest prefill signature, where many rows share one read of the weights.
+  slope between the two largest prefill signatures, where many rows share one read of the weights.
 
 With t(T) ≈ t_fixed + T · t_row fitted through the prefill points, the verify bar of issue 12
 (verify / decode ≤ 1.3) needs K+1 rows to cost at most 0.3 decodes of extra compute. The script prints
@@ -56,6 +56,9 @@ def main() -> int:
     args = ap.parse_args()
 
     backend = LiteRTBackend(args.bundle, threads=args.threads)
+    if len(backend.prefill_lengths) < 2:
+        sys.exit(f"{args.bundle}: the kernels' rate is the slope between two prefill signatures; this bundle has "
+                 f"{len(backend.prefill_lengths)} (export with --prefill 32,128)")
     manifest, graph = backend.manifest, backend.target
     target = manifest["config"]["target"]  # as the checkpoint's config.json: text_config nested for `gemma4`
     cfg = parse_text_config(target.get("text_config", target), f"{args.bundle} manifest config.target")
@@ -78,8 +81,7 @@ def main() -> int:
     per_row = sum(macs.values())
     body = per_row - macs["lm head"]  # prefill signatures return the cache only: no LM head in their slope
     # t(T) = t_fixed + T * t_row through the two largest prefills (many rows per weight read): the kernels' rate
-    ts = sorted((rows[s], ms[s]) for s in rows if s.startswith(c.PREFILL_PREFIX))
-    (t1, m1), (t2, m2) = ts[-2] if len(ts) > 1 else (1, ms[c.SIG_DECODE]), ts[-1]
+    (t1, m1), (t2, m2) = sorted((rows[s], ms[s]) for s in rows if s.startswith(c.PREFILL_PREFIX))[-2:]
     t_row_body = (m2 - m1) / (t2 - t1)
     gmacs = body / (t_row_body * 1e-3) / 1e9
     t_row = per_row / (gmacs * 1e9) * 1e3  # a verify row also runs the LM head
