@@ -41,6 +41,9 @@ D = Options(target=Path(), data=(), out=Path())  # the defaults shown in --help
 @click.option("--device", type=click.Choice(("cpu", "cuda")), default=D.device, help="where the passes run")
 @click.option("--dtype", type=click.Choice(("float32", "bfloat16")), default=D.dtype,
               help="teacher passes and drafter compute (weights and optimiser stay float32)")
+@click.option("--weights-dtype", type=click.Choice(("float32", "bfloat16")), default=None,
+              show_default="the --init drafter's, else float32",
+              help="dtype of the written weights (the held-out report runs on them, rounded)")
 @click.option("--threads", metavar="N", type=click.IntRange(min=1), default=None, show_default="torch's",
               help="torch CPU threads (results depend on the count)")
 @click.option("--checkpoint-every", metavar="N", type=click.IntRange(min=0), default=D.checkpoint_every,

@@ -52,6 +52,8 @@ def _check_options(o: Options) -> None:
         raise EdgeMTPError(f"--teacher-quant {o.teacher_quant}: expected one of {', '.join(SCHEMES)}")
     if o.dtype not in ("float32", "bfloat16"):
         raise EdgeMTPError(f"--dtype {o.dtype}: expected float32 or bfloat16")
+    if o.weights_dtype not in (None, "float32", "bfloat16"):
+        raise EdgeMTPError(f"--weights-dtype {o.weights_dtype}: expected float32 or bfloat16")
     if o.device not in ("cpu", "cuda"):
         raise EdgeMTPError(f"--device {o.device}: expected cpu or cuda")
     if o.device == "cuda" and not torch.cuda.is_available():
@@ -115,6 +117,23 @@ def _build_drafter(config: dict, init: Path | None, o: Options, target) -> Gemma
     return drafter
 
 
+def _save_dtype(config: dict, requested: str | None) -> torch.dtype:
+    """The dtype model.safetensors is written in; `config` (config.json) is made to say so."""
+    if requested is None:
+        return DTYPES.get(str(config.get("dtype", "float32")), torch.float32)
+    config["dtype"] = config["text_config"]["dtype"] = requested
+    return DTYPES[requested]
+
+
+def _round_to(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Round every float tensor of the state dict through `dtype` in place, so that the held-out report
+    measures the weights exactly as they are written (and as every loader reads them back)."""
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(dtype).to(tensor.dtype))
+
+
 def _files_digest(files: list[Path]) -> list[dict]:
     return [{"name": f.name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()[:16]} for f in files]
 
@@ -155,7 +174,7 @@ def prepare(o: Options) -> Prepared:
     target, tcfg = load_target(o.target, "float32")  # --dtype bfloat16 = autocast in training
     fake_quantize_(target, o.teacher_quant)
     drafter = _build_drafter(config, init, o, target)
-    save_dtype = DTYPES.get(str(config.get("dtype", "float32")), torch.float32)
+    save_dtype = _save_dtype(config, o.weights_dtype)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()
                if k not in ("target", "data", "out", "init", "resume", "eval_prompts")}
     meta = {"options": options, "data": windows.fingerprint, "target": checkpoint_id(o.target),
@@ -206,6 +225,7 @@ def run_training(p: Prepared, progress=None) -> Run:
 def finish(p: Prepared, run: Run, progress=None) -> dict:
     """Held-out acceptance report, then the output folder (atomically) and the checkpoints removed."""
     o = p.options
+    _round_to(p.drafter, p.save_dtype)
     task = progress.add_task("held-out acceptance", total=1) if progress else None
     backends = torch_backends(p.target, p.tcfg, p.drafter)
     report = acceptance_report(backends, p.eval_prompts, o.eval_ks, o.eval_new_tokens) if p.eval_prompts else None

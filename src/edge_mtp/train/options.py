@@ -26,6 +26,7 @@ class Options:
     teacher_quant: str = "none"  # distil against the fake-quantized target (train.fakequant)
     device: str = "cpu"
     dtype: str = "float32"
+    weights_dtype: str | None = None  # of the written model.safetensors (default: the --init drafter's, else float32)
     threads: int | None = None
     checkpoint_every: int = 100
     resume: bool = False
