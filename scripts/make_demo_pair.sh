@@ -28,7 +28,7 @@ fi
     --report "$work/target_report.json" 2> >(tee "$work/target.time" >&2)
 [ -d "$work/pair/drafter" ] || /usr/bin/time -v .venv/bin/edge-mtp train-drafter --target "$work/pair/target" \
     --data "$work/corpus/python" -o "$work/pair/drafter" --eval-prompts "$work/corpus/prompts.json" \
-    --hidden 64 --intermediate 512 --heads 4 --centroids 64 --top-k 8 \
+    --hidden 128 --intermediate 512 --heads 4 --centroids 64 --top-k 8 --weights-dtype bfloat16 \
     --steps 800 --batch 8 --lr 2e-3 --warmup 30 --draft-len 3 --seq-len 256 --seed 0 --threads 1 --dtype bfloat16 \
     2> >(tee "$work/drafter.time" >&2)
 cp "$work/corpus/prompts.json" "$work/corpus/manifest.json" "$work/pair/"

@@ -15,7 +15,9 @@ from conftest import BUNDLE_CONTEXT, BUNDLE_K, LOGIT_TOL
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.torch_backend import open_torch_backend
-from edge_mtp.runtime.views import drafter_views
+from edge_mtp import contract as c
+from edge_mtp.runtime.export_backend import place_candidates
+from edge_mtp.runtime.views import drafter_views, mask_inputs
 from hf_oracle import hf_generate
 
 NEW = 40
@@ -57,6 +59,27 @@ def test_litert_trace_equals_torch_and_transformers(pairs, bundles, preset, k):
         tokens, rounds = hf_generate(hf_target, prompt, NEW, hf_drafter, k)
         assert ours.tokens == tokens
         assert [r.drafts for r in ours.rounds if r.drafts] == rounds.drafts
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int4"])
+def test_drafter_signatures_give_the_same_logits(bundles, preset, quant):
+    """LiteRT-LM's `mtp_drafter` places the centroid head's candidates in the graph (a gather); ours,
+    `mtp_drafter_candidates`, leaves that to the runtime. Same step, so the same logits bit for bit."""
+    lite = LiteRTBackend(bundles.path(preset, quant))
+    prompt = list(range(300, 341))
+    step = lite.prefill(prompt)
+    views = drafter_views(0, len(prompt) - 1, len(prompt), lite.sliding_window)
+    input_pos, mask = mask_inputs(views, len(prompt), lite.context, lite.sliding_window)
+    embedding = lite._embed([12])[c.EMBEDDINGS]
+    activations = np.concatenate([embedding, step.hidden[-1].reshape(1, 1, -1)], axis=-1).astype(np.float32)
+    feeds = dict(activations=activations, input_pos=input_pos, mask=mask)
+    full = lite.drafter.run(c.SIG_DRAFTER, **feeds)
+    ours = lite.drafter.run(c.SIG_DRAFTER_CANDIDATES, **feeds)
+    placed = place_candidates(ours[c.CANDIDATE_LOGITS], ours[c.CANDIDATE_IDS], lite.vocab_size)
+    ids = ours[c.CANDIDATE_IDS]
+    assert ids.dtype == np.int32 and len(np.unique(ids)) == ids.size
+    assert np.array_equal(full[c.LOGITS][0, 0], placed)
+    assert np.array_equal(full[c.PROJECTED_ACTIVATIONS], ours[c.PROJECTED_ACTIVATIONS])
 
 
 @pytest.mark.parametrize("quant", ["fp32", "int4"])

@@ -481,6 +481,36 @@ static void lrt_rollback(void *self, int length) {
     ((lrt_backend *)self)->length = length;
 }
 
+/* Full-vocabulary logits [V] from the centroid head's candidates (`mtp_drafter_candidates`): every other token
+ * gets min(candidates) - 1, the numbers the graph's own placement gives (docs/bundle.md#drafter-candidates). */
+static int place_candidates(lrt_backend *lb, const lrt_sig *sig, int out_l, int out_i, float *logits, emtp_error *err) {
+    size_t n = sig->out_bytes[out_l] / 4;
+    if (n == 0 || sig->out_bytes[out_i] != n * 4)
+        return emtp_fail(err, EMTP_EBUNDLE, "the drafter's candidate_ids and candidate_logits differ in length");
+    void *scores_mem, *ids_mem;
+    if (lb->api.LockTensorBuffer(sig->out[out_l], &scores_mem, LRT_LOCK_READ))
+        return emtp_fail(err, EMTP_ELITERT, "cannot lock a tensor buffer for reading");
+    if (lb->api.LockTensorBuffer(sig->out[out_i], &ids_mem, LRT_LOCK_READ)) {
+        lb->api.UnlockTensorBuffer(sig->out[out_l]);
+        return emtp_fail(err, EMTP_ELITERT, "cannot lock a tensor buffer for reading");
+    }
+    const float *scores = scores_mem;
+    const int32_t *ids = ids_mem;
+    float least = scores[0];
+    for (size_t i = 1; i < n; i++)
+        if (scores[i] < least) least = scores[i];
+    float fill = least - 1.0f;
+    for (int v = 0; v < lb->V; v++) logits[v] = fill;
+    int rc = EMTP_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (ids[i] < 0 || ids[i] >= lb->V) rc = emtp_fail(err, EMTP_EBUNDLE, "drafter candidate id %d is outside the vocabulary", ids[i]);
+        else logits[ids[i]] = scores[i];
+    }
+    lb->api.UnlockTensorBuffer(sig->out[out_i]);
+    lb->api.UnlockTensorBuffer(sig->out[out_l]);
+    return rc;
+}
+
 static int lrt_draft(void *self, int32_t token, const float *carry, int position, const emtp_views *v, float *logits,
                      float *carry_out, emtp_error *err) {
     lrt_backend *lb = self;
@@ -493,14 +523,17 @@ static int lrt_draft(void *self, int32_t token, const float *carry, int position
                          v->sliding_lo, v->sliding_hi, v->full_lo, v->full_hi);
     if (end >= lb->context) return emtp_fail(err, EMTP_ESTATE, "drafter view past the context");
     lrt_graph *g = &lb->drafter;
-    int s = find_sig(g, "mtp_drafter"), rc;
+    /* ours, when the bundle has it: the same step without the vocabulary-sized placement in the graph */
+    int s = find_sig(g, "mtp_drafter_candidates"), rc, candidates = s >= 0, out_i = 0;
+    if (!candidates) s = find_sig(g, "mtp_drafter");
     if (s < 0) return emtp_fail(err, EMTP_EBUNDLE, "the drafter has no mtp_drafter signature");
     lrt_sig *sig = &g->sigs[s];
     int act = io(g, s, "activations", 0, err), pos, mask, out_l, out_c;
     if (act < 0) return -act;
     if ((pos = io(g, s, "input_pos", 0, err)) < 0) return -pos;
     if ((mask = io(g, s, "mask", 0, err)) < 0) return -mask;
-    if ((out_l = io(g, s, "logits", 1, err)) < 0) return -out_l;
+    if ((out_l = io(g, s, candidates ? "candidate_logits" : "logits", 1, err)) < 0) return -out_l;
+    if (candidates && (out_i = io(g, s, "candidate_ids", 1, err)) < 0) return -out_i;
     if ((out_c = io(g, s, "projected_activations", 1, err)) < 0) return -out_c;
     size_t hb = (size_t)lb->H * 4;
     if ((rc = lookup(lb, &lb->embedder, "embedder", "embeddings", token, lb->row, hb, err))) return rc;
@@ -516,7 +549,9 @@ static int lrt_draft(void *self, int32_t token, const float *carry, int position
     for (int i = 0; i < lb->context; i++) ((unsigned char *)mem)[i] = i <= end;
     lb->api.UnlockTensorBuffer(sig->in[mask]);
     if ((rc = run(lb, g, s, err))) return rc;
-    if ((rc = get(lb, sig->out[out_l], sig->out_bytes[out_l], 0, logits, (size_t)lb->V * 4, err))) return rc;
+    rc = candidates ? place_candidates(lb, sig, out_l, out_i, logits, err)
+                    : get(lb, sig->out[out_l], sig->out_bytes[out_l], 0, logits, (size_t)lb->V * 4, err);
+    if (rc) return rc;
     return get(lb, sig->out[out_c], sig->out_bytes[out_c], 0, carry_out, hb, err);
 }
 

@@ -43,6 +43,9 @@ SIG_PER_LAYER_EMBEDDER = "per_layer_embedder"
 SIG_DECODE = "decode"
 SIG_VERIFY = "verify"
 SIG_DRAFTER = "mtp_drafter"
+# Ours, beside LiteRT-LM's `mtp_drafter` in the same section (same weights): the centroid head's candidates
+# only, which the runtime places into the full vocabulary (docs/bundle.md#drafter-candidates).
+SIG_DRAFTER_CANDIDATES = "mtp_drafter_candidates"
 PREFILL_PREFIX = "prefill_"
 
 
@@ -82,6 +85,8 @@ LOGITS = "logits"
 ACTIVATIONS = "activations"
 MASK = "mask"
 PROJECTED_ACTIVATIONS = "projected_activations"
+CANDIDATE_IDS = "candidate_ids"  # [1, 1, N] int32 token ids of the top-k clusters
+CANDIDATE_LOGITS = "candidate_logits"  # [1, 1, N] their logits; every other token's is min(candidates) - 1
 KV_PREFIX = "kv_cache_"
 # Graphs are converted with their weights as inputs `weights_<key>`; the exporter then turns those inputs
 # into constants (quantized tensor by tensor), so no finished export has an input with this prefix.

@@ -66,3 +66,21 @@ def test_top_k_clusters_and_min_minus_one_fill():
     # never the argmax outside the chosen clusters, even when a dense score there is higher
     assert chosen[int(logits.argmax())]
     assert int(logits.argmax()) == int(ids[dense[ids].argmax()])
+
+
+def test_runtime_placement_gives_the_scatter_s_numbers():
+    """`keep_candidates` leaves the candidates to the runtime (`place_candidates`, numpy), which must
+    give the eager scatter's logits exactly."""
+    import numpy as np
+
+    from edge_mtp.model.drafter import keep_candidates
+    from edge_mtp.runtime.export_backend import place_candidates
+
+    for seed in range(3):
+        ours, _, table, hn = _heads(seed)
+        with torch.no_grad():
+            reference = ours(hn, table)
+            scores, ids = ours(hn, table, keep_candidates)
+        assert ids.shape == scores.shape == (1, 1, TOP_K * VOCAB // CLUSTERS)
+        placed = place_candidates(scores.numpy(), ids.numpy().astype(np.int32), VOCAB)
+        assert np.array_equal(placed, reference[0, 0].numpy())

@@ -189,7 +189,7 @@ PRESETS: dict[str, Preset] = {
             head_dim=64, global_head_dim=128, window=128, max_positions=2048, ple_dim=8, ple_vocab=4096,
             kv_shared=6, double_wide=True, softcap=30.0,
         ),
-        drafter_hidden=64, drafter_intermediate=512, num_centroids=64, top_k=8,
+        drafter_hidden=128, drafter_intermediate=512, num_centroids=64, top_k=8,
     ),
     # ~103 M-parameter target (embeddings included; 48 M of it embeddings + PLE tables) for benchmarks:
     # E2B's layer pattern, GQA 8:1, global head dim = 2 x sliding, window 512, KV sharing on the last

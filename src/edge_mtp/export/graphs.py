@@ -18,6 +18,7 @@ the converted file afterwards, tensor by tensor (`edge_mtp.quantize`).
 
 from __future__ import annotations
 
+from typing import Callable
 from contextlib import contextmanager
 
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 from edge_mtp import contract as c
 from edge_mtp.model import FULL, SLIDING, Gemma4Drafter, Gemma4Target, TextConfig
 from edge_mtp.model.layers import KVWriter, NormFn, rms_norm, write_rows
+from edge_mtp.model.drafter import keep_candidates, scatter_candidates
 
 
 def kv_names(cfg: TextConfig) -> list[str]:
@@ -143,13 +145,27 @@ class TargetGraph(nn.Module):
         return out
 
 
+# (buffer, start slot [], length, dim) -> `length` slots of `buffer` from `start` along `dim`
+WindowReader = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+
+
 class DrafterGraph(nn.Module):
-    def __init__(self, drafter: Gemma4Drafter, target_cfg: TextConfig, external: ExternalWeights | None = None):
+    """One draft step from LiteRT-LM's inputs. `candidates=True` (centroid head only): outputs the head's
+    candidates (`CANDIDATE_LOGITS`, `CANDIDATE_IDS`) instead of full-vocabulary `LOGITS`. With a
+    `window_reader` the sliding layers get only the slots their window can reach, not the whole buffer."""
+
+    def __init__(self, drafter: Gemma4Drafter, target_cfg: TextConfig, external: ExternalWeights | None = None,
+                 candidates: bool = False, window_reader: WindowReader | None = None):
         super().__init__()
         self.drafter = drafter
         self.window = target_cfg.sliding_window
         self.names = drafter_kv_names(target_cfg)
         self.external = _weights(external)
+        self.candidates = candidates
+        if candidates and not has_centroid_head(drafter):
+            raise ValueError("candidates=True needs the drafter's centroid head")
+        self.place = keep_candidates if candidates else scatter_candidates
+        self.window_reader = window_reader
 
     def views(self, input_pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(query position [1], sliding range [1,2], full range [1,2]) from LiteRT-LM's inputs."""
@@ -161,12 +177,30 @@ class DrafterGraph(nn.Module):
         full = torch.stack([zero, torch.minimum(last, query[0])]).reshape(1, 2)
         return query, sliding, full
 
+    def sliding_window(self, k: torch.Tensor, v: torch.Tensor, sliding: torch.Tensor):
+        """(K, V, range) cut to the W + 1 slots the sliding range can span, rounded up to an even count (the
+        one-KV-head products split the slots in halves); unchanged when the buffer is not longer."""
+        slots, length = k.shape[2], (self.window + 2) // 2 * 2
+        if self.window_reader is None or slots <= length:
+            return k, v, sliding
+        start = torch.clamp(sliding[0, 0], max=slots - length)
+        k, v = self.window_reader(k, start, length, 2), self.window_reader(v, start, length, 3)
+        return k, v, sliding - start
+
     def forward(self, activations, input_pos, mask, kv_cache: dict[str, torch.Tensor], weights=None):
         query, sliding, full = self.views(input_pos, mask)
         k_s, v_s, k_f, v_f = (kv_cache[_short(n)] for n in self.names)
+        k_s, v_s, sliding = self.sliding_window(k_s, v_s, sliding)
         with self.external.bound(weights):
-            logits, carry = self.drafter(activations, query, k_s, v_s, k_f, v_f, sliding, full)
+            logits, carry = self.drafter(activations, query, k_s, v_s, k_f, v_f, sliding, full, self.place)
+        if self.candidates:
+            scores, ids = logits
+            return {c.CANDIDATE_LOGITS: scores, c.CANDIDATE_IDS: ids.to(torch.int32), c.PROJECTED_ACTIVATIONS: carry}
         return {c.LOGITS: logits, c.PROJECTED_ACTIVATIONS: carry}
+
+
+def has_centroid_head(drafter: Gemma4Drafter) -> bool:
+    return drafter.cfg.use_ordered_embeddings and not drafter.dense_head
 
 
 def sample_cache(cfg: TextConfig, context: int, names: list[str] | None = None,

@@ -18,7 +18,7 @@ import torch
 
 from edge_mtp import contract as c
 from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, TargetGraph, drafter_sample,
-                                    lookup_sample, target_sample)
+                                    has_centroid_head, lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
 from edge_mtp.model.layers import rms_norm
 from edge_mtp.quiet import quiet
@@ -43,6 +43,46 @@ def dus_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim
     indices = [zero] * buffer.dim()
     indices[dim] = start.to(torch.int32).reshape(())
     return dus.dynamic_update_slice(buffer, new, indices)
+
+
+def _register_dynamic_slice():
+    """`edge_mtp::dynamic_slice(x, starts, sizes)`: a TFLite SLICE with a runtime `begin` (a strided copy).
+    litert-torch has no lowering of a slice at a tensor offset, so this op lowers to stablehlo.dynamic_slice."""
+    from litert_converter.mlir.dialects import stablehlo
+    from litert_torch.backend import lowerings
+
+    @torch.library.custom_op("edge_mtp::dynamic_slice", mutates_args=())
+    def dynamic_slice(x: torch.Tensor, starts: list[torch.Tensor], sizes: list[int]) -> torch.Tensor:
+        for dim, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+            x = x.narrow(dim, int(start), size)
+        return x.clone()
+
+    @dynamic_slice.register_fake
+    def _(x, starts, sizes):
+        return x.new_empty(sizes)
+
+    @lowerings.lower(torch.ops.edge_mtp.dynamic_slice)
+    def _(lctx, x, starts, sizes):
+        return stablehlo.dynamic_slice(x, starts, sizes)
+
+    return dynamic_slice
+
+
+_dynamic_slice = None
+
+
+def dynamic_window(buffer: torch.Tensor, start: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    """`length` slots of `buffer` from slot `start` along `dim` (a `WindowReader`, for the drafter's sliding
+    layers: they read W + 1 slots of a context-long buffer, docs/tooling.md#drafter-head)."""
+    global _dynamic_slice
+    if _dynamic_slice is None:
+        _dynamic_slice = _register_dynamic_slice()
+    zero = torch.zeros((), dtype=torch.int32)
+    starts = [zero] * buffer.dim()
+    starts[dim] = start.to(torch.int32).reshape(())
+    sizes = list(buffer.shape)
+    sizes[dim] = length
+    return _dynamic_slice(buffer, starts, sizes)
 
 
 def composite_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -101,9 +141,13 @@ def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShap
                            for n in shapes.prefill_lengths]
         + [(c.SIG_DECODE, body, target_sample(cfg, 1, shapes.context, body_weights)),
            (c.SIG_VERIFY, body, target_sample(cfg, shapes.draft_len + 1, shapes.context, body_weights))],
-        c.MTP_DRAFTER: [(c.SIG_DRAFTER, DrafterGraph(drafter, cfg, drafter_weights),
+        c.MTP_DRAFTER: [(c.SIG_DRAFTER, DrafterGraph(drafter, cfg, drafter_weights, window_reader=dynamic_window),
                          drafter_sample(cfg, drafter, shapes.context, drafter_weights))],
     }
+    if has_centroid_head(drafter):  # ours: the same step without the vocabulary-sized placement
+        candidates = DrafterGraph(drafter, cfg, drafter_weights, candidates=True, window_reader=dynamic_window)
+        jobs[c.MTP_DRAFTER].append((c.SIG_DRAFTER_CANDIDATES, candidates,
+                                    drafter_sample(cfg, drafter, shapes.context, drafter_weights)))
     if not cfg.ple_dim:
         del jobs[c.PER_LAYER_EMBEDDER]
     return jobs

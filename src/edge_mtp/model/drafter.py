@@ -37,11 +37,25 @@ class _Backbone(nn.Module):
         self.norm = RMSNorm(t.hidden_size, t.rms_eps)
 
 
+def scatter_candidates(scores: torch.Tensor, ids: torch.Tensor, top: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Full-vocab logits [B, 1, V]: candidate `scores` [B, 1, N] at token `ids`, min(scores) - 1 elsewhere."""
+    fill = scores.amin(dim=-1, keepdim=True) - 1.0
+    return fill.expand(ids.shape[0], 1, vocab).scatter(-1, ids, scores)
+
+
+def keep_candidates(scores: torch.Tensor, ids: torch.Tensor, top: torch.Tensor, vocab: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """No placement: (scores, ids) as they are, for a runtime that places them itself: in a LiteRT graph
+    the vocabulary-sized scatter costs ~3 ms of an E2B drafter step (docs/tooling.md#drafter-head)."""
+    return scores, ids
+
+
 class CentroidHead(nn.Module):
     """Clustered LM head ("Efficient Embedder"): score 2048 centroids, keep the top-k clusters' tokens.
 
     Only the top_k * (V / C) candidate tokens get real logits; every other token gets min(candidates) - 1,
-    so it can never be the argmax but keeps a finite probability (as transformers does).
+    so it can never be the argmax but keeps a finite probability (as transformers does). `place` puts the
+    candidates into the full vocabulary (`scatter_candidates`), or `keep_candidates` leaves them to the runtime.
     """
 
     def __init__(self, cfg: DrafterConfig):
@@ -51,7 +65,7 @@ class CentroidHead(nn.Module):
         self.centroids = nn.Linear(cfg.text.hidden_size, cfg.num_centroids, bias=False)
         self.register_buffer("token_ordering", torch.empty(cfg.text.vocab_size, dtype=torch.long))
 
-    def forward(self, hn: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    def forward(self, hn: torch.Tensor, table: torch.Tensor, place=scatter_candidates) -> torch.Tensor:
         """hn: [B, 1, h]; table: the tied [V, h] embedding. Returns full-vocab logits [B, 1, V]."""
         b, vocab = hn.shape[0], table.shape[0]
         top = torch.topk(self.centroids(hn), self.top_k, dim=-1).indices  # [B, 1, k]
@@ -59,8 +73,7 @@ class CentroidHead(nn.Module):
         ids = clusters[top].reshape(b, 1, -1)  # [B, 1, k * V/C] canonical token ids
         # F.embedding, not table[ids]: an EMBEDDING_LOOKUP, which reads a quantized table in LiteRT
         scores = torch.matmul(F.embedding(ids, table), hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
-        fill = scores.amin(dim=-1, keepdim=True) - 1.0
-        return fill.expand(b, 1, vocab).scatter(-1, ids, scores)
+        return place(scores, ids, top, vocab)
 
 
 class Gemma4Drafter(nn.Module):
@@ -101,18 +114,20 @@ class Gemma4Drafter(nn.Module):
             x, _, _ = layer(x, *rope[t], *kv[t], masks[t])
         return self.model.norm(x)
 
-    def logits(self, hn: torch.Tensor) -> torch.Tensor:
+    def logits(self, hn: torch.Tensor, place=scatter_candidates) -> torch.Tensor:
         table = self.model.embed_tokens.weight
-        return torch.matmul(hn, table.t()) if self.dense_head else self.masked_embedding(hn, table)
+        return torch.matmul(hn, table.t()) if self.dense_head else self.masked_embedding(hn, table, place)
 
     def forward(self, activations: torch.Tensor, position: torch.Tensor,
                 k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
-                sliding_range: torch.Tensor, full_range: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                sliding_range: torch.Tensor, full_range: torch.Tensor, place=scatter_candidates
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """One draft step for B independent queries.
 
         activations [B, 1, 2H_target] (embedding first, carry second); position [B] (the query position,
         constant within a round); the target's store-layer buffers K [1 or B, Hkv, S, D], V [.., D, S];
-        ranges [B, 2] inclusive visible slots. Returns (logits [B, 1, V], carry [B, 1, H_target]).
+        ranges [B, 2] inclusive visible slots; `place`: see `CentroidHead`. Returns (logits [B, 1, V],
+        carry [B, 1, H_target]).
         """
         hn = self.hidden(activations, position, k_sliding, v_sliding, k_full, v_full, sliding_range, full_range)
-        return self.logits(hn), self.post_projection(hn)
+        return self.logits(hn, place), self.post_projection(hn)

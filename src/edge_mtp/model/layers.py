@@ -105,8 +105,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 
     q: [B, T, Hq, D]; k: [B, Hkv, S, D]; v: [B, Hkv, D, S] (LiteRT-LM's "transposed" cache layout);
     mask: additive [B, T, S]. The query heads that share a KV head are folded into the row axis so every
-    product is a plain 4-D matmul against an explicitly permuted operand: the 5-D grouped form, or a
-    transpose folded into BATCH_MATMUL, hits a slow LiteRT path (docs/tooling.md#attention-as-plain-4-d-matmuls).
+    product is a plain 4-D one (`_times_transposed`): the 5-D grouped form hits a slow LiteRT path
+    (docs/tooling.md#attention-as-plain-4-d-matmuls).
     Rows are ordered (token, head), the order q already has, so with one KV head (Gemma 4 E2B) folding
     and unfolding are plain reshapes, with no transpose of q or of the output.
     Returns [B, T, Hq*D].
@@ -130,12 +130,16 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 
 def _times_transposed(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """x [B, N, R, C] . y [B, N, M, C]^T -> [B, N, R, M]: q.K (M = slots) and p.V (M = head dim, V being
-    stored [D, S]). With one head and M even, y's M axis is split into a batch of two halves."""
+    stored [D, S]). With one head and M even, y's M axis is split into a batch of two halves.
+
+    An einsum contracting both last axes, not `x @ y.transpose`: litert-torch then emits one BATCH_MATMUL
+    that reads the cache as it lies, where the explicit transpose copied the whole K or V buffer on every
+    call (docs/tooling.md#attention-products-without-a-cache-transpose)."""
     b, n, r, c = x.shape
     m = y.shape[2]
     if n > 1 or m % 2:
-        return torch.matmul(x, y.permute(0, 1, 3, 2))
-    halves = torch.matmul(x.expand(b, 2, r, c), y.reshape(b, 2, m // 2, c).permute(0, 1, 3, 2))
+        return torch.einsum("bnrc,bnmc->bnrm", x, y)
+    halves = torch.einsum("bnrc,bnmc->bnrm", torch.cat([x, x], dim=1), y.reshape(b, 2, m // 2, c))
     return halves.permute(0, 2, 1, 3).reshape(b, 1, r, m)
 
 

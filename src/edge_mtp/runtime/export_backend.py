@@ -52,6 +52,15 @@ def _finite(values: np.ndarray, what: str, position: int) -> np.ndarray:
     return values
 
 
+def place_candidates(scores: np.ndarray, ids: np.ndarray, vocab: int) -> np.ndarray:
+    """Full-vocabulary logits [V] from a centroid head's candidates, the numbers the graph's own placement
+    gives (`edge_mtp.model.drafter.scatter_candidates`): min(candidates) - 1 for every other token."""
+    scores = scores.reshape(-1).astype(np.float32, copy=False)
+    logits = np.full(vocab, scores.min() - np.float32(1.0), np.float32)
+    logits[ids.reshape(-1)] = scores
+    return logits
+
+
 class ExportBackend:
     """Base of the backends that run an export. Subclasses set `self.drafter` (None without a drafter
     graph) and implement `_embed`, `_target`, `_prefill` and `_drafter`."""

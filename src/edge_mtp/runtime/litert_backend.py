@@ -20,7 +20,7 @@ import numpy as np
 from edge_mtp import contract as c
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.litertlm import read_bundle
-from edge_mtp.runtime.export_backend import ExportBackend, check_manifest, check_sha256
+from edge_mtp.runtime.export_backend import ExportBackend, check_manifest, check_sha256, place_candidates
 
 
 class _Graph:
@@ -40,11 +40,12 @@ class _Graph:
             kv = {n: self.model.create_input_buffer_by_name(sig, n)
                   for n in self.signatures[sig]["inputs"] if n.startswith(c.KV_PREFIX)}
         self.kv = kv
-        self.inputs, self.outputs, self.shapes = {}, {}, {}
+        self.inputs, self.outputs, self.shapes, self.dtypes = {}, {}, {}, {}
         for sig, io in self.signatures.items():
             details = {**self.model.get_input_tensor_details(sig), **{
                 f"out:{k}": v for k, v in self.model.get_output_tensor_details(sig).items()}}
             self.shapes[sig] = {k: tuple(v["shape"]) for k, v in details.items()}
+            self.dtypes[sig] = {k: np.dtype(v["dtype"]) for k, v in details.items()}
             self.inputs[sig] = {n: kv.get(n) or self.model.create_input_buffer_by_name(sig, n) for n in io["inputs"]}
             self.outputs[sig] = {n: kv.get(n) or self.model.create_output_buffer_by_name(sig, n)
                                  for n in io["outputs"]}
@@ -57,7 +58,7 @@ class _Graph:
 
     def _read(self, sig: str, name: str) -> np.ndarray:
         shape = self.shapes[sig][f"out:{name}"]
-        return self.outputs[sig][name].read(int(np.prod(shape)), np.float32).reshape(shape)
+        return self.outputs[sig][name].read(int(np.prod(shape)), self.dtypes[sig][f"out:{name}"]).reshape(shape)
 
 
 class LiteRTBackend(ExportBackend):
@@ -141,5 +142,10 @@ class LiteRTBackend(ExportBackend):
         return (np.concatenate([s[c.LOGITS][0] for s in steps]), np.concatenate([s[c.ACTIVATIONS][0] for s in steps]))
 
     def _drafter(self, activations: np.ndarray, input_pos: np.ndarray, mask: np.ndarray):
-        out = self.drafter.run(c.SIG_DRAFTER, activations=activations, input_pos=input_pos, mask=mask)
+        feeds = dict(activations=activations, input_pos=input_pos, mask=mask)
+        if c.SIG_DRAFTER_CANDIDATES in self.drafter.signatures:  # the runtime places the candidates (cheaper)
+            out = self.drafter.run(c.SIG_DRAFTER_CANDIDATES, **feeds)
+            logits = place_candidates(out[c.CANDIDATE_LOGITS], out[c.CANDIDATE_IDS], self.vocab_size)
+            return logits, out[c.PROJECTED_ACTIVATIONS][0, 0]
+        out = self.drafter.run(c.SIG_DRAFTER, **feeds)
         return out[c.LOGITS][0, 0], out[c.PROJECTED_ACTIVATIONS][0, 0]
