@@ -116,10 +116,20 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     group = hq // hkv
     q = q.reshape(b, t, hkv, group, d).transpose(1, 2).reshape(b, hkv, t * group, d)
     scores = _times_transposed(q, k)
-    scores = scores + mask[:, None, :, None, :].expand(b, 1, t, group, mask.shape[-1]).reshape(b, 1, t * group, -1)
+    scores = _add_mask(scores, mask, t, group)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     out = _times_transposed(probs, v)
     return out.reshape(b, hkv, t, group, d).transpose(1, 2).reshape(b, t, hq * d)
+
+
+def _add_mask(scores: torch.Tensor, mask: torch.Tensor, t: int, group: int) -> torch.Tensor:
+    """scores [B, Hkv, T*g, S] + mask [B, T, S], broadcast over the g heads of each token. With batch 1 as a
+    4-D broadcast ADD: an expanded 5-D mask became a BROADCAST_TO that XNNPACK does not run, splitting
+    every verify layer's partition (docs/tooling.md#attention-products-without-a-cache-transpose)."""
+    b, hkv, _, s = scores.shape
+    if b == 1:
+        return (scores.reshape(hkv, t, group, s) + mask.reshape(t, 1, s)).reshape(b, hkv, t * group, s)
+    return (scores.reshape(b, hkv, t, group, s) + mask[:, None, :, None, :]).reshape(b, hkv, t * group, s)
 
 
 # With one KV head (E2B) a cache product has batch 1, and LiteRT's converter lowers it to a FULLY_CONNECTED with
