@@ -1,42 +1,72 @@
-"""Interleaved A/B of full-size bundles: decode, verify(4), drafter step; medians; each bundle on its own code."""
-import json, statistics, sys, time, os, subprocess
-import numpy as np
-if sys.argv[1] == "child":
-    src, path, rounds = sys.argv[2], sys.argv[3], int(sys.argv[4])
+"""Interleaved A/B timing of `.litertlm` bundles, each on the edge-mtp code that exported it.
+
+    .venv/bin/python benchmarks/ab_bundles.py REPS LABEL=SRC:BUNDLE [LABEL=SRC:BUNDLE ...]
+
+Each bundle runs in its own process with SRC (a checkout's `src/`) first on sys.path; one repetition asks
+every process in turn for the median of 5 calls of decode (1 row), verify (4 rows) and one drafter step
+after a 200-token prefill, so slow phases of a noisy machine hit every side alike. Prints the medians over
+the repetitions and their ratios (benchmarks/README.md, "Speed at full size").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+CALLS = 5
+PROMPT = [2, 818, 5279, 529, 7001, 563, 496, 2455, 1003, 236881] * 20
+
+
+def child(src: str, bundle: str) -> None:
     sys.path.insert(0, src)
     from edge_mtp.runtime.litert_backend import LiteRTBackend
     from edge_mtp.runtime.views import drafter_views
-    be = LiteRTBackend(path)
-    prompt = [2, 818, 5279, 529, 7001, 563, 496, 2455, 1003, 236881] * 20
-    step = be.prefill(prompt); n = len(prompt)
-    carry = step.hidden[-1]
-    views = drafter_views(0, n - 1, n, be.sliding_window)
-    for line in sys.stdin:
+
+    backend = LiteRTBackend(bundle)
+    n = len(PROMPT)
+    carry = backend.prefill(PROMPT).hidden[-1]
+    views = drafter_views(0, n - 1, n, backend.sliding_window)
+    calls = {"decode": lambda: backend.verify([7], n), "verify": lambda: backend.verify([7, 8, 9, 10], n),
+             "draft": lambda: backend.draft(12, carry, n, views)}
+    for _ in sys.stdin:
         out = {}
-        for name in ("decode", "verify", "draft"):
-            ts = []
-            for _ in range(rounds):
-                t = time.perf_counter()
-                if name == "decode": be.verify([7], n)
-                elif name == "verify": be.verify([7, 8, 9, 10], n)
-                else: be.draft(12, carry, n, views)
-                ts.append(time.perf_counter() - t)
-                be.rollback(n)
-            out[name] = statistics.median(ts) * 1e3
+        for name, call in calls.items():
+            times = []
+            for _ in range(CALLS):
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+                backend.rollback(n)
+            out[name] = statistics.median(times) * 1e3
         print(json.dumps(out), flush=True)
-    sys.exit()
-pairs = [a.split("=", 1) for a in sys.argv[2:]]  # label=src:path
-procs = {}
-for label, spec in pairs:
-    src, path = spec.split(":", 1)
-    procs[label] = subprocess.Popen([sys.executable, __file__, "child", src, path, "5"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-res = {l: [] for l in procs}
-for rep in range(int(sys.argv[1])):
-    for l, p in procs.items():
-        p.stdin.write("go\n"); p.stdin.flush()
-        res[l].append(json.loads(p.stdout.readline()))
-for l, rows in res.items():
-    m = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    print(l, {k: round(v, 2) for k, v in m.items()}, "v/d %.3f dr/d %.3f" % (m["verify"] / m["decode"], m["draft"] / m["decode"]))
-print("load", os.getloadavg())
+
+
+def main() -> None:
+    reps, sides = int(sys.argv[1]), [arg.split("=", 1) for arg in sys.argv[2:]]
+    procs = {}
+    for label, spec in sides:
+        src, bundle = spec.split(":", 1)
+        procs[label] = subprocess.Popen([sys.executable, __file__, "--child", src, bundle], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    rows = {label: [] for label in procs}
+    for _ in range(reps):
+        for label, proc in procs.items():
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            rows[label].append(json.loads(proc.stdout.readline()))
+    for label, runs in rows.items():
+        m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(label, {k: round(v, 2) for k, v in m.items()},
+              f"v/d {m['verify'] / m['decode']:.3f} dr/d {m['draft'] / m['decode']:.3f}")
+    print("load", os.getloadavg())
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+    else:
+        main()
