@@ -213,7 +213,10 @@ def load_pair(target_dir: Path | str, drafter_dir: Path | str, dtype: str = "aut
     """Load a target and its drafter after checking that the drafter was made for this target."""
     check_pair(load_target_config(target_dir), load_drafter_config(drafter_dir))
     target, tcfg = load_target(target_dir, dtype)
-    drafter, dcfg = load_drafter(drafter_dir, dtype, dense_head)
+    # the drafter computes on the target's K/V and hidden state, so it runs in the target's dtype even when
+    # its weights are stored in another (the demo drafter is stored bf16 beside a float32 target)
+    compute = resolve_dtype(dtype, tcfg.dtype)
+    drafter, dcfg = load_drafter(drafter_dir, next(k for k, v in DTYPES.items() if v == compute), dense_head)
     return target, tcfg, drafter, dcfg
 
 
