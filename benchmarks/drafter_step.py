@@ -50,7 +50,6 @@ def drafter_only_checkpoint(preset: str, root: Path) -> tuple[Path, Path]:
 def build_section(target_dir: Path, drafter_dir: Path, quant: str, context: int, window: bool, out: Path) -> Path:
     """The drafter section's `.tflite` (both signatures), as `edge-export` writes it."""
     from edge_mtp.export import litert
-    from edge_mtp.export.graphs import DrafterGraph, drafter_sample, has_centroid_head
     from edge_mtp.model import load_target_config
     from edge_mtp.model.checkpoint import TensorReader, load_drafter_skeleton
     from edge_mtp.quantize.recipes import LITERT_MODES
@@ -61,13 +60,7 @@ def build_section(target_dir: Path, drafter_dir: Path, quant: str, context: int,
     weights = litert.ExternalWeights(drafter, "drafter", external)
     reader = TensorReader(drafter_dir)
     sources = {k: WeightSource(n, s, lambda a, b, n=n: reader.rows(n, a, b)) for k, (n, s) in weights.sources().items()}
-    reader_fn = litert.dynamic_window if window else None
-    jobs = [(c.SIG_DRAFTER, DrafterGraph(drafter, tcfg, weights, window_reader=reader_fn),
-             drafter_sample(tcfg, drafter, context, weights))]
-    if has_centroid_head(drafter):
-        jobs.append((c.SIG_DRAFTER_CANDIDATES, DrafterGraph(drafter, tcfg, weights, candidates=True,
-                                                            window_reader=reader_fn),
-                     drafter_sample(tcfg, drafter, context, weights)))
+    jobs = litert.drafter_signatures(drafter, tcfg, context, weights, litert.dynamic_window if window else None)
     skeleton = out.with_suffix(".graph.tflite")
     with torch.no_grad():
         litert._convert(jobs, skeleton)

@@ -63,7 +63,7 @@ def test_litert_trace_equals_torch_and_transformers(pairs, bundles, preset, k):
 
 @pytest.mark.parametrize("quant", ["fp32", "int4"])
 def test_drafter_signatures_give_the_same_logits(bundles, preset, quant):
-    """LiteRT-LM's `mtp_drafter` places the centroid head's candidates in the graph (a gather); ours,
+    """LiteRT-LM's `mtp_drafter` places the centroid head's candidates in the graph (a scatter); ours,
     `mtp_drafter_candidates`, leaves that to the runtime. Same step, so the same logits bit for bit."""
     lite = LiteRTBackend(bundles.path(preset, quant))
     prompt = list(range(300, 341))

@@ -11,6 +11,7 @@ the converter then holds no weight at all (a full-size E2B decoder converts in ~
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def dus_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim
     return dus.dynamic_update_slice(buffer, new, indices)
 
 
-def _register_dynamic_slice():
+@functools.cache
+def _dynamic_slice_op():
     """`edge_mtp::dynamic_slice(x, starts, sizes)`: a TFLite SLICE with a runtime `begin` (a strided copy).
     litert-torch has no lowering of a slice at a tensor offset, so this op lowers to stablehlo.dynamic_slice."""
     from litert_converter.mlir.dialects import stablehlo
@@ -68,21 +70,15 @@ def _register_dynamic_slice():
     return dynamic_slice
 
 
-_dynamic_slice = None
-
-
 def dynamic_window(buffer: torch.Tensor, start: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     """`length` slots of `buffer` from slot `start` along `dim` (a `WindowReader`, for the drafter's sliding
     layers: they read W + 1 slots of a context-long buffer, docs/tooling.md#drafter-head)."""
-    global _dynamic_slice
-    if _dynamic_slice is None:
-        _dynamic_slice = _register_dynamic_slice()
     zero = torch.zeros((), dtype=torch.int32)
     starts = [zero] * buffer.dim()
     starts[dim] = start.to(torch.int32).reshape(())
     sizes = list(buffer.shape)
     sizes[dim] = length
-    return _dynamic_slice(buffer, starts, sizes)
+    return _dynamic_slice_op()(buffer, starts, sizes)
 
 
 def composite_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -118,6 +114,19 @@ def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) ->
     return path
 
 
+def drafter_signatures(drafter: Gemma4Drafter, cfg, context: int, weights: ExternalWeights | None = None,
+                       window_reader=dynamic_window) -> list[tuple[str, torch.nn.Module, dict]]:
+    """The drafter section's signatures: LiteRT-LM's `mtp_drafter` and, with a centroid head, ours without
+    the vocabulary-sized placement (docs/bundle.md#drafter-candidates)."""
+    jobs = [(c.SIG_DRAFTER, DrafterGraph(drafter, cfg, weights, window_reader=window_reader),
+             drafter_sample(cfg, drafter, context, weights))]
+    if has_centroid_head(drafter):
+        jobs.append((c.SIG_DRAFTER_CANDIDATES,
+                     DrafterGraph(drafter, cfg, weights, candidates=True, window_reader=window_reader),
+                     drafter_sample(cfg, drafter, context, weights)))
+    return jobs
+
+
 def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShapes,
                  target_weights: ExternalWeights | None = None, drafter_weights: ExternalWeights | None = None,
                  rms_norm: str = "ops") -> dict[str, list[tuple[str, torch.nn.Module, dict]]]:
@@ -141,13 +150,8 @@ def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShap
                            for n in shapes.prefill_lengths]
         + [(c.SIG_DECODE, body, target_sample(cfg, 1, shapes.context, body_weights)),
            (c.SIG_VERIFY, body, target_sample(cfg, shapes.draft_len + 1, shapes.context, body_weights))],
-        c.MTP_DRAFTER: [(c.SIG_DRAFTER, DrafterGraph(drafter, cfg, drafter_weights, window_reader=dynamic_window),
-                         drafter_sample(cfg, drafter, shapes.context, drafter_weights))],
+        c.MTP_DRAFTER: drafter_signatures(drafter, cfg, shapes.context, drafter_weights),
     }
-    if has_centroid_head(drafter):  # ours: the same step without the vocabulary-sized placement
-        candidates = DrafterGraph(drafter, cfg, drafter_weights, candidates=True, window_reader=dynamic_window)
-        jobs[c.MTP_DRAFTER].append((c.SIG_DRAFTER_CANDIDATES, candidates,
-                                    drafter_sample(cfg, drafter, shapes.context, drafter_weights)))
     if not cfg.ple_dim:
         del jobs[c.PER_LAYER_EMBEDDER]
     return jobs

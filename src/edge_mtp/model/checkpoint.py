@@ -215,8 +215,7 @@ def load_pair(target_dir: Path | str, drafter_dir: Path | str, dtype: str = "aut
     target, tcfg = load_target(target_dir, dtype)
     # the drafter computes on the target's K/V and hidden state, so it runs in the target's dtype even when
     # its weights are stored in another (the demo drafter is stored bf16 beside a float32 target)
-    compute = resolve_dtype(dtype, tcfg.dtype)
-    drafter, dcfg = load_drafter(drafter_dir, next(k for k, v in DTYPES.items() if v == compute), dense_head)
+    drafter, dcfg = load_drafter(drafter_dir, tcfg.dtype if dtype == "auto" else dtype, dense_head)
     return target, tcfg, drafter, dcfg
 
 

@@ -37,14 +37,13 @@ class _Backbone(nn.Module):
         self.norm = RMSNorm(t.hidden_size, t.rms_eps)
 
 
-def scatter_candidates(scores: torch.Tensor, ids: torch.Tensor, top: torch.Tensor, vocab: int) -> torch.Tensor:
+def scatter_candidates(scores: torch.Tensor, ids: torch.Tensor, vocab: int) -> torch.Tensor:
     """Full-vocab logits [B, 1, V]: candidate `scores` [B, 1, N] at token `ids`, min(scores) - 1 elsewhere."""
     fill = scores.amin(dim=-1, keepdim=True) - 1.0
     return fill.expand(ids.shape[0], 1, vocab).scatter(-1, ids, scores)
 
 
-def keep_candidates(scores: torch.Tensor, ids: torch.Tensor, top: torch.Tensor, vocab: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def keep_candidates(scores: torch.Tensor, ids: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     """No placement: (scores, ids) as they are, for a runtime that places them itself: in a LiteRT graph
     the vocabulary-sized scatter costs ~3 ms of an E2B drafter step (docs/tooling.md#drafter-head)."""
     return scores, ids
@@ -73,7 +72,7 @@ class CentroidHead(nn.Module):
         ids = clusters[top].reshape(b, 1, -1)  # [B, 1, k * V/C] canonical token ids
         # F.embedding, not table[ids]: an EMBEDDING_LOOKUP, which reads a quantized table in LiteRT
         scores = torch.matmul(F.embedding(ids, table), hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
-        return place(scores, ids, top, vocab)
+        return place(scores, ids, vocab)
 
 
 class Gemma4Drafter(nn.Module):
