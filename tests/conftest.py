@@ -90,6 +90,9 @@ def pairs(tmp_path_factory) -> Pairs:
 
 
 BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
+# A context long enough that decode and verify read their sliding layers' windows (tiny presets: W = 16, so
+# 256 aligned slots; `edge_mtp.model.target.SlidingReads`) rather than the whole buffer.
+WINDOWED_CONTEXT = 512
 # Max |logit difference| allowed between an exported fp32 graph (LiteRT/XNNPACK, onnxruntime) and the
 # PyTorch model: the issue's 1e-4. (Measured ~1e-5; see `_make_llm_like` in checkpoints/make.py for why
 # the stand-in checkpoints' attention temperature matters here.)
@@ -112,15 +115,16 @@ class Exports:
     def __init__(self, pairs: Pairs, root: Path, onnx: bool = False):
         self.pairs, self.root, self.onnx, self._paths = pairs, root, onnx, {}
 
-    def path(self, preset: str, quant: str = "fp32") -> Path:
-        if (preset, quant) not in self._paths:
+    def path(self, preset: str, quant: str = "fp32", context: int = BUNDLE_CONTEXT) -> Path:
+        if (preset, quant, context) not in self._paths:
             from edge_mtp.export.exporter import ExportOptions, export_litertlm, export_onnx
 
-            out = self.root / (f"{preset}-{quant}-onnx" if self.onnx else f"{preset}-{quant}.litertlm")
+            name = f"{preset}-{quant}" + (f"-c{context}" if context != BUNDLE_CONTEXT else "")
+            out = self.root / (f"{name}-onnx" if self.onnx else f"{name}.litertlm")
             export = export_onnx if self.onnx else export_litertlm
-            export(*self.pairs.dirs(preset), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, BUNDLE_CONTEXT))
-            self._paths[(preset, quant)] = out
-        return self._paths[(preset, quant)]
+            export(*self.pairs.dirs(preset), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, context))
+            self._paths[(preset, quant, context)] = out
+        return self._paths[(preset, quant, context)]
 
 
 @pytest.fixture(scope="session")

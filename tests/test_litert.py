@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import BUNDLE_CONTEXT, BUNDLE_K, LOGIT_TOL
+from conftest import BUNDLE_CONTEXT, BUNDLE_K, LOGIT_TOL, WINDOWED_CONTEXT
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.litert_backend import LiteRTBackend
 from edge_mtp.runtime.torch_backend import open_torch_backend
@@ -23,8 +23,8 @@ from hf_oracle import hf_generate
 NEW = 40
 
 
-def _torch(pairs, preset):
-    backend, _, _ = open_torch_backend(*pairs.dirs(preset), context=BUNDLE_CONTEXT)
+def _torch(pairs, preset, context: int = BUNDLE_CONTEXT):
+    backend, _, _ = open_torch_backend(*pairs.dirs(preset), context=context)
     return backend
 
 
@@ -98,6 +98,34 @@ def test_verify_rows_equal_decodes_bit_for_bit(bundles, preset, quant):
         one = lite.verify([token], len(prompt) + i)  # one row: the decode graph
         assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
         assert np.array_equal(verified.hidden[i], one.hidden[0]), (i, _diff(verified.hidden[i], one.hidden[0]))
+
+
+# Verify at these positions (tiny presets, W = 16, 128-aligned window starts): the rows' windows begin on both
+# sides of slot 128 (141: rows 0-1 read from slot 0, rows 2-4 alone from 128) and of slot 256 (268), so a
+# decode reads from another aligned start than the verify holding its row.
+@pytest.mark.parametrize("position", [141, 268])
+@pytest.mark.parametrize("quant", ["fp32", "int4"])
+def test_windowed_sliding_reads(pairs, bundles, preset, quant, position):
+    """With a context past the window, decode and verify read only a 128-aligned window of the sliding
+    layers' buffers. Rows still equal decodes bit for bit, and every row matches the PyTorch model, which
+    attends over the whole buffer (fp32)."""
+    from edge_mtp.model.target import SlidingReads
+
+    lite = LiteRTBackend(bundles.path(preset, quant, WINDOWED_CONTEXT))
+    reads = SlidingReads.for_rows(None, lite.sliding_window, BUNDLE_K + 1, WINDOWED_CONTEXT)
+    assert reads is not None and reads.slots < WINDOWED_CONTEXT
+    prompt = [300 + (i * 37) % 3000 for i in range(position)]
+    lite.prefill(prompt)
+    tokens = [7, 8, 9, 10, 11]
+    verified = lite.verify(tokens, position)
+    lite.rollback(position)
+    for i, token in enumerate(tokens):
+        one = lite.verify([token], position + i)
+        assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
+    if quant == "fp32":
+        ref = _torch(pairs, preset, WINDOWED_CONTEXT)
+        ref.prefill(prompt)
+        assert _diff(verified.logits, ref.verify(tokens, position).logits) <= LOGIT_TOL
 
 
 def test_litert_lm_engine_runs_our_bundle_with_speculation(pairs, bundles, tmp_path):

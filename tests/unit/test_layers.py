@@ -181,3 +181,53 @@ def test_macs_per_row_count_every_matmul_weight_once(preset):
     assert sum(parts.values()) == matmuls + model.embed_tokens.weight.numel()
     with_cache = macs_per_row(cfg, context=100)["attention (cache)"]
     assert with_cache == 100 * 2 * cfg.num_heads * sum(cfg.head_dims)
+
+
+# ---- windowed sliding reads (docs/tooling.md#windowed-sliding-reads) --------------------------------------
+
+def _narrow(buffer, start, length, dim):
+    return buffer.narrow(dim, int(start), length)
+
+
+@pytest.mark.parametrize(("window", "rows", "context"), [(512, 4, 2048), (512, 5, 8192), (16, 5, 512)])
+def test_sliding_window_covers_every_visible_slot_from_an_aligned_start(window, rows, context):
+    from edge_mtp.model.target import WINDOW_ALIGN, SlidingReads
+
+    reads = SlidingReads.for_rows(_narrow, window, rows, context)
+    assert reads.slots % WINDOW_ALIGN == 0 and reads.slots < context
+    for first in range(context - rows + 1):
+        start = int(reads.start(torch.tensor(first), context))
+        assert start % WINDOW_ALIGN == 0 and 0 <= start and start + reads.slots <= context, first
+        assert start <= max(0, first - window + 1) and first + rows - 1 < start + reads.slots, first
+
+
+def test_no_window_where_it_saves_nothing_or_cannot_stay_aligned():
+    from edge_mtp.model.target import SlidingReads
+
+    assert SlidingReads.for_rows(_narrow, 512, 4, 512) is None  # the window is the whole buffer
+    assert SlidingReads.for_rows(_narrow, 16, 4, 1000) is None  # a clamped start would not be aligned
+
+
+@pytest.mark.parametrize("preset", ["tiny-e2b", "tiny-e4b"])
+def test_windowed_decode_equals_whole_buffer_decode(preset):
+    """The same decoder over T rows with sliding layers reading a window or the whole buffer of a random
+    cache: a window that hid a visible slot, or showed a hidden one, would change the result."""
+    from edge_mtp.model import Gemma4Target
+    from edge_mtp.model.target import SlidingReads
+
+    cfg, _ = _configs(preset)
+    context, rows = 512, 5
+    model = Gemma4Target(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(_randn(*p.shape) * 0.05)
+        reads = SlidingReads.for_rows(_narrow, cfg.sliding_window, rows, context)
+        for first in (141, 268, 500):
+            kv = [_randn(*shape) for shape in model.kv_shapes(context)]
+            tokens = torch.randint(0, cfg.vocab_size, (1, rows), generator=GEN)
+            embeds, ple = model.embed(tokens), model.embed_per_layer(tokens) if cfg.ple_dim else None
+            positions = torch.arange(first, first + rows)
+            whole = model.decode(embeds, ple, positions, *[t.clone() for t in kv])
+            windowed = model.decode(embeds, ple, positions, *[t.clone() for t in kv], sliding_reads=reads)
+            for a, b in zip(windowed, whole):  # hidden states, then every K/V buffer as written
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

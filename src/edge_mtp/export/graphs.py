@@ -18,7 +18,6 @@ the converted file afterwards, tensor by tensor (`edge_mtp.quantize`).
 
 from __future__ import annotations
 
-from typing import Callable
 from contextlib import contextmanager
 
 import torch
@@ -28,6 +27,7 @@ from edge_mtp import contract as c
 from edge_mtp.model import FULL, SLIDING, Gemma4Drafter, Gemma4Target, TextConfig
 from edge_mtp.model.layers import KVWriter, NormFn, rms_norm, write_rows
 from edge_mtp.model.drafter import keep_candidates, scatter_candidates
+from edge_mtp.model.target import SlidingReads, WindowReader
 
 
 def kv_names(cfg: TextConfig) -> list[str]:
@@ -120,14 +120,17 @@ class LookupGraph(nn.Module):
 class TargetGraph(nn.Module):
     """One target signature; `with_outputs=False` for prefill (cache only). `writer` writes the K/V rows
     (LiteRT: dynamic-update-slice, ONNX: ScatterND); `norm` computes the RMSNorms (LiteRT: the fused
-    `odml.rms_norm` composite, ONNX: plain ops)."""
+    `odml.rms_norm` composite, ONNX: plain ops); `sliding_reads` cuts the sliding layers' reads to a window
+    (`Gemma4Target.decode`)."""
 
     def __init__(self, target: Gemma4Target, writer: KVWriter = write_rows, with_outputs: bool = True,
-                 external: ExternalWeights | None = None, norm: NormFn = rms_norm):
+                 external: ExternalWeights | None = None, norm: NormFn = rms_norm,
+                 sliding_reads: SlidingReads | None = None):
         super().__init__()
         self.target = target
         self.writer = writer
         self.norm = norm
+        self.sliding_reads = sliding_reads
         self.with_outputs = with_outputs
         self.names = kv_names(target.cfg)
         self.external = _weights(external)
@@ -137,16 +140,12 @@ class TargetGraph(nn.Module):
         kv = [kv_cache[_short(n)] for n in self.names]
         with self.external.bound(weights):
             hidden, *kv = self.target.decode(embeddings, per_layer_embeddings, input_pos, *kv, writer=self.writer,
-                                             norm=self.norm)
+                                             norm=self.norm, sliding_reads=self.sliding_reads)
             out = dict(zip(self.names, kv, strict=True))
             if self.with_outputs:
                 out[c.LOGITS] = self.target.lm_head(hidden)
                 out[c.ACTIVATIONS] = hidden
         return out
-
-
-# (buffer, start slot [], length, dim) -> `length` slots of `buffer` from `start` along `dim`
-WindowReader = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 
 
 class DrafterGraph(nn.Module):

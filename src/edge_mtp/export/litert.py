@@ -22,6 +22,7 @@ from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, 
                                     has_centroid_head, lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
 from edge_mtp.model.layers import rms_norm
+from edge_mtp.model.target import SlidingReads
 from edge_mtp.quiet import quiet
 
 
@@ -71,8 +72,8 @@ def _dynamic_slice_op():
 
 
 def dynamic_window(buffer: torch.Tensor, start: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    """`length` slots of `buffer` from slot `start` along `dim` (a `WindowReader`, for the drafter's sliding
-    layers: they read W + 1 slots of a context-long buffer, docs/tooling.md#drafter-head)."""
+    """`length` slots of `buffer` from slot `start` along `dim` (a `WindowReader`: sliding layers read a
+    window of a context-long buffer, docs/tooling.md#drafter-head, docs/tooling.md#windowed-sliding-reads)."""
     zero = torch.zeros((), dtype=torch.int32)
     starts = [zero] * buffer.dim()
     starts[dim] = start.to(torch.int32).reshape(())
@@ -139,7 +140,10 @@ def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShap
     only = lambda *keys: target_weights.subset(lambda k: k in keys) if target_weights else None  # noqa: E731
     body_weights = target_weights.subset(lambda k: k != "embed_tokens_per_layer.weight") if target_weights else None
     embed_weights, ple_weights = only("embed_tokens.weight"), only("embed_tokens_per_layer.weight")
-    body = TargetGraph(target, dus_writer, external=body_weights, norm=norm)
+    # decode and verify read the same window length (verify's), which keeps their rows equal bit for bit;
+    # prefill reads the whole buffer (its chunks may be longer than the window)
+    reads = SlidingReads.for_rows(dynamic_window, cfg.sliding_window, shapes.draft_len + 1, shapes.context)
+    body = TargetGraph(target, dus_writer, external=body_weights, norm=norm, sliding_reads=reads)
     prefill = TargetGraph(target, dus_writer, with_outputs=False, external=body_weights, norm=norm)
     jobs = {
         c.EMBEDDER: [(c.SIG_EMBEDDER, LookupGraph(target, c.EMBEDDINGS, embed_weights),

@@ -160,6 +160,8 @@ def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 KVWriter = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+# (K buffer, V buffer) -> the (K, V) an attention reads, after its own rows were written
+KVReader = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def write_rows(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim: int, *,
@@ -202,12 +204,14 @@ class Attention(nn.Module):
         v = norm(self.v_proj(h).view(b, t, -1, self.head_dim), None, self.eps).transpose(1, 2)
         return k, v
 
-    def forward(self, h, cos, sin, k, v, mask, start=None, writer: KVWriter = write_rows, norm: NormFn = rms_norm):
+    def forward(self, h, cos, sin, k, v, mask, start=None, writer: KVWriter = write_rows, norm: NormFn = rms_norm,
+                read: KVReader | None = None):
         """Attend to buffers `k` [B, Hkv, S, D] and `v` [B, Hkv, D, S]; a producer first writes its new
         K/V at slots start.. with `writer`. `norm` computes every RMSNorm (`rms_norm` or the same math in
-        an exporter's form).
+        an exporter's form). `read`, if given, cuts the slots attended to out of the written buffers (a
+        sliding layer's window; `mask` then covers those slots).
 
-        Returns (output, k, v) with the (possibly updated) buffers.
+        Returns (output, k, v) with the (possibly updated) whole buffers.
         """
         b, t, _ = h.shape
         if self.produces_kv:
@@ -216,7 +220,8 @@ class Attention(nn.Module):
             v = writer(v, v_new.transpose(2, 3), start, 3)
         q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim), norm)
         q = apply_rope(q, cos, sin)
-        return self.o_proj(attend(q, k, v, mask)), k, v
+        k_read, v_read = read(k, v) if read is not None else (k, v)
+        return self.o_proj(attend(q, k_read, v_read, mask)), k, v
 
 
 class DecoderLayer(nn.Module):
@@ -239,9 +244,9 @@ class DecoderLayer(nn.Module):
             self.post_per_layer_input_norm = RMSNorm(hidden, eps)
 
     def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, start=None, writer: KVWriter = write_rows,
-                norm: NormFn = rms_norm):
-        """Returns (x, k, v); see `Attention.forward` for the buffers and `norm`."""
-        a, k, v = self.self_attn(self.input_layernorm(x, norm), cos, sin, k, v, mask, start, writer, norm)
+                norm: NormFn = rms_norm, read: KVReader | None = None):
+        """Returns (x, k, v); see `Attention.forward` for the buffers, `norm` and `read`."""
+        a, k, v = self.self_attn(self.input_layernorm(x, norm), cos, sin, k, v, mask, start, writer, norm, read)
         x = x + self.post_attention_layernorm(a, norm)
         m = self.mlp(self.pre_feedforward_layernorm(x, norm))
         x = x + self.post_feedforward_layernorm(m, norm)

@@ -19,6 +19,8 @@ docs/model.md#kv-cache-layout.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -27,6 +29,45 @@ from torch.nn import functional as F
 from edge_mtp.model.config import FULL, SLIDING, TextConfig
 from edge_mtp.model.layers import (DecoderLayer, KVWriter, NormFn, RMSNorm, RotaryEmbedding, additive_mask,
                                    rms_norm, scale_constant, write_rows)
+
+# (buffer, start slot [], length, dim) -> `length` slots of `buffer` from `start` along `dim`
+WindowReader = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+
+# Window starts are multiples of this. A decode at position q and the verify row at q then see every slot at
+# the same index modulo 128, so reductions over the slots (softmax, p.V) add the same terms in the same order
+# and verify rows stay equal to decodes bit for bit (docs/tooling.md#windowed-sliding-reads).
+WINDOW_ALIGN = 128
+
+
+@dataclass(frozen=True)
+class SlidingReads:
+    """Sliding layers attend to `slots` consecutive cache slots instead of the whole buffer: from the window's
+    first slot rounded down to `WINDOW_ALIGN`, enough for `rows` queries (W + rows - 1 positions).
+
+    `reader` cuts the slots (LiteRT: a SLICE whose begin is a tensor). Decode and verify must be built with
+    the same `slots` (from verify's rows), so that their reductions have the same length.
+    """
+
+    reader: WindowReader
+    window: int
+    slots: int
+
+    @classmethod
+    def for_rows(cls, reader: WindowReader, window: int, rows: int, context: int) -> "SlidingReads | None":
+        """None where a window saves nothing or its aligned starts would not stay aligned when clamped."""
+        slots = -(-(window + WINDOW_ALIGN + rows - 2) // WINDOW_ALIGN) * WINDOW_ALIGN
+        if slots >= context or context % WINDOW_ALIGN:
+            return None
+        return cls(reader, window, slots)
+
+    def start(self, first_position: torch.Tensor, context: int) -> torch.Tensor:
+        """The first slot read: the window of the call's first row, rounded down, kept inside the buffer."""
+        first = torch.clamp(first_position - (self.window - 1), min=0)
+        return torch.clamp(first // WINDOW_ALIGN * WINDOW_ALIGN, max=context - self.slots)
+
+    def cut(self, start: torch.Tensor) -> Callable:
+        """A `KVReader`: the slots from `start` of a K [B, H, S, D] and a V [B, H, D, S] buffer."""
+        return lambda k, v: (self.reader(k, start, self.slots, 2), self.reader(v, start, self.slots, 3))
 
 
 class Embedding(nn.Module):
@@ -95,35 +136,55 @@ class Gemma4Target(nn.Module):
         return (ctx + per_layer_tokens) * 2.0**-0.5
 
     # ---- decoder -------------------------------------------------------------------------------
-    def masks(self, positions: torch.Tensor, context: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """Additive [1, T, S] masks: full = causal; sliding = causal and within the last W positions."""
+    def masks(self, positions: torch.Tensor, context: int, dtype: torch.dtype,
+              sliding_slots: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Additive [1, T, slots] masks: full = causal over the buffer; sliding = causal and within the last W
+        positions, over `sliding_slots` (the slot numbers a windowed read sees) or the whole buffer."""
         slots = torch.arange(context, dtype=positions.dtype)[None, :]
         pos = positions[:, None]
         causal = slots <= pos
-        sliding = causal & (slots > pos - self.cfg.sliding_window)
+        if sliding_slots is not None:
+            slots = sliding_slots[None, :]
+        sliding = (slots <= pos) & (slots > pos - self.cfg.sliding_window)
         return {FULL: additive_mask(causal, dtype)[None], SLIDING: additive_mask(sliding, dtype)[None]}
 
     def decode(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
-               *kv: torch.Tensor, writer: KVWriter = write_rows, norm: NormFn = rms_norm) -> tuple[torch.Tensor, ...]:
+               *kv: torch.Tensor, writer: KVWriter = write_rows, norm: NormFn = rms_norm,
+               sliding_reads: SlidingReads | None = None) -> tuple[torch.Tensor, ...]:
         """The decoder stack over T tokens at absolute `positions` [T]: (final normed hidden [1,T,H], *kv).
 
         `writer` puts the new K/V rows into the cache buffers (eager runtimes write in place, exporters
         use their format's best op); `norm` computes every RMSNorm (exporters may pass the same math in
-        a form their runtime fuses).
+        a form their runtime fuses); `sliding_reads` lets sliding layers attend to a window of the buffer
+        instead of all of it (the same result: the slots left out are masked anyway).
         """
         cfg, x = self.cfg, embeds
         kv = list(kv)
-        masks = self.masks(positions, kv[0].shape[2], x.dtype)
+        context = kv[0].shape[2]
+        cut, window_slots = None, None
+        if sliding_reads is not None:
+            start = sliding_reads.start(positions[0], context)
+            cut, window_slots = sliding_reads.cut(start), start + torch.arange(sliding_reads.slots,
+                                                                                dtype=positions.dtype)
+        masks = self.masks(positions, context, x.dtype, window_slots)
         rope = {t: self.rotary[t](positions[None], x.dtype) for t in self.rotary}
         ple = self._per_layer_inputs(x, per_layer_tokens, norm) if cfg.ple_dim else None
+        shared_views = {}  # a shared layer's window of its source buffer, cut once for all layers sharing it
         for i, layer in enumerate(self.layers):
             t, src = cfg.layer_types[i], cfg.kv_source(i)
             cos, sin = rope[t]
-            x, kv[2 * src], kv[2 * src + 1] = layer(
-                x, cos, sin, kv[2 * src], kv[2 * src + 1], masks[t],
-                per_layer_input=ple[:, :, i] if ple is not None else None,
-                start=positions[0], writer=writer, norm=norm,
-            )
+            read = cut if t == SLIDING else None
+            k, v = kv[2 * src], kv[2 * src + 1]
+            shared = i >= cfg.first_shared_layer
+            if shared and read is not None:
+                if src not in shared_views:
+                    shared_views[src] = read(k, v)
+                k, v = shared_views[src]
+                read = None
+            x, k, v = layer(x, cos, sin, k, v, masks[t], per_layer_input=ple[:, :, i] if ple is not None else None,
+                            start=positions[0], writer=writer, norm=norm, read=read)
+            if not shared:
+                kv[2 * src], kv[2 * src + 1] = k, v
         return (self.norm(x, norm), *kv)
 
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
