@@ -128,6 +128,30 @@ def test_windowed_sliding_reads(pairs, bundles, preset, quant, position):
         assert _diff(verified.logits, ref.verify(tokens, position).logits) <= LOGIT_TOL
 
 
+def test_cache_first_products_keep_rows_invariant(pairs, tmp_path, monkeypatch):
+    """The full layers' left-operand cache products (docs/tooling.md#cache-first-products) only start at head
+    dim 512; here tiny-e2b's 64-wide full layers are exported with them: rows equal decodes bit for bit, and
+    the logits match the PyTorch model."""
+    from edge_mtp.export.exporter import ExportOptions, export_litertlm
+    from edge_mtp.model import layers
+
+    monkeypatch.setattr(layers, "CACHE_FIRST_HEAD_DIM", 64)
+    monkeypatch.setenv("EDGE_MTP_GRAPH_CACHE", "off")  # the cache's key does not see the constant
+    out = tmp_path / "cache-first.litertlm"
+    export_litertlm(*pairs.dirs("tiny-e2b"), out, ExportOptions("fp32", BUNDLE_K, (8, 32), WINDOWED_CONTEXT))
+    lite, ref = LiteRTBackend(out), _torch(pairs, "tiny-e2b", WINDOWED_CONTEXT)
+    prompt = [300 + (i * 37) % 3000 for i in range(141)]
+    lite.prefill(prompt)
+    ref.prefill(prompt)
+    tokens = [7, 8, 9, 10, 11]
+    verified = lite.verify(tokens, len(prompt))
+    assert _diff(verified.logits, ref.verify(tokens, len(prompt)).logits) <= LOGIT_TOL
+    lite.rollback(len(prompt))
+    for i, token in enumerate(tokens):
+        one = lite.verify([token], len(prompt) + i)
+        assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
+
+
 def test_litert_lm_engine_runs_our_bundle_with_speculation(pairs, bundles, tmp_path):
     """The official engine: reports MTP support; greedy text equal with MTP on, off, and to our runtime."""
     import litert_lm

@@ -129,14 +129,17 @@ def _attention_reference(q, k, v, valid):
     return out.reshape(b, t, hq * d)
 
 
-@pytest.mark.parametrize(("hq", "hkv"), [(4, 1), (8, 2), (4, 4)])
-def test_attend_equals_plain_softmax_attention(hq, hkv):
-    b, t, s, d = 1, 3, 11, 16
+@pytest.mark.parametrize("cache_first", [False, True])
+@pytest.mark.parametrize(("hq", "hkv", "s"), [(4, 1, 11), (4, 1, 12), (8, 2, 12), (4, 4, 11)])
+def test_attend_equals_plain_softmax_attention(hq, hkv, s, cache_first):
+    """Both operand orders of the cache products (docs/tooling.md#cache-first-products); an even slot count
+    with one KV head takes the batch-of-two split."""
+    b, t, d = 1, 3, 16
     q, k, v = _randn(b, t, hq, d), _randn(b, hkv, s, d), _randn(b, hkv, d, s)
     positions = torch.tensor([6, 7, 8])
     slots = torch.arange(s)
     valid = ((slots[None, :] <= positions[:, None]) & (slots[None, :] > positions[:, None] - 4))[None]  # window 4
-    out = attend(q, k, v, additive_mask(valid, q.dtype))
+    out = attend(q, k, v, additive_mask(valid, q.dtype), cache_first)
     assert out.shape == (b, t, hq * d)
     torch.testing.assert_close(out.double(), _attention_reference(q, k, v, valid), rtol=0, atol=1e-5)
 

@@ -100,7 +100,8 @@ class MLP(nn.Module):
         return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, cache_first: bool = False
+           ) -> torch.Tensor:
     """Grouped-query attention with scale 1.0 (Gemma 4 normalises q and k instead of scaling).
 
     q: [B, T, Hq, D]; k: [B, Hkv, S, D]; v: [B, Hkv, D, S] (LiteRT-LM's "transposed" cache layout);
@@ -109,16 +110,18 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     (docs/tooling.md#attention-as-plain-4-d-matmuls).
     Rows are ordered (token, head), the order q already has, so with one KV head (Gemma 4 E2B) folding
     and unfolding are plain reshapes, with no transpose of q or of the output.
+    `cache_first` computes both cache products with the cache as the left operand (`_cache_times`).
     Returns [B, T, Hq*D].
     """
     b, t, hq, d = q.shape
     hkv = k.shape[1]
     group = hq // hkv
     q = q.reshape(b, t, hkv, group, d).transpose(1, 2).reshape(b, hkv, t * group, d)
-    scores = _times_transposed(q, k)
+    product = _cache_times if cache_first else _times_transposed
+    scores = product(q, k)
     scores = _add_mask(scores, mask, t, group)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = _times_transposed(probs, v)
+    out = product(probs, v)
     return out.reshape(b, hkv, t, group, d).transpose(1, 2).reshape(b, t, hq * d)
 
 
@@ -151,6 +154,26 @@ def _times_transposed(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bnrc,bnmc->bnrm", x, y)
     halves = torch.einsum("bnrc,bnmc->bnrm", torch.cat([x, x], dim=1), y.reshape(b, 2, m // 2, c))
     return halves.permute(0, 2, 1, 3).reshape(b, 1, r, m)
+
+
+# Which operand of a cache product is the cache. As the right one (`_times_transposed`), XNNPACK packs the whole
+# K or V buffer on every call; as the left one (`_cache_times`) it reads the buffer as it lies and packs the few
+# query rows instead, at the price of a small transpose of the result. Measured on LiteRT/XNNPACK (2 threads,
+# docs/tooling.md#cache-first-products): the left form is faster for 512-wide heads (E2B/E4B's full layers) at
+# 1-4 tokens, and slower for one token over a 256-wide sliding layer's 768-slot window (+35%). So layers whose
+# head dim reaches this use it.
+CACHE_FIRST_HEAD_DIM = 512
+
+
+def _cache_times(x: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+    """`_times_transposed(x, cache)` computed as (cache . x^T)^T, the cache being the left operand. With one
+    head and an even M the cache's M axis is split into a batch of two halves, as in `_times_transposed`, so
+    that the product stays a BATCH_MATMUL. Every sum is the same."""
+    b, n, m, c = cache.shape
+    if n > 1 or m % 2:
+        return torch.einsum("bnmc,bnrc->bnmr", cache, x).transpose(2, 3)
+    halves = torch.einsum("bnmc,bnrc->bnmr", cache.reshape(b, 2, m // 2, c), torch.cat([x, x], dim=1))
+    return halves.reshape(b, 1, m, x.shape[2]).transpose(2, 3)
 
 
 def additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -186,6 +209,7 @@ class Attention(nn.Module):
         super().__init__()
         self.head_dim = head_dim
         self.eps = eps
+        self.cache_first = head_dim >= CACHE_FIRST_HEAD_DIM
         self.q_proj = nn.Linear(hidden, num_heads * head_dim, bias=False)
         self.q_norm = RMSNorm(head_dim, eps)
         self.o_proj = nn.Linear(num_heads * head_dim, hidden, bias=False)
@@ -221,7 +245,7 @@ class Attention(nn.Module):
         q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim), norm)
         q = apply_rope(q, cos, sin)
         k_read, v_read = read(k, v) if read is not None else (k, v)
-        return self.o_proj(attend(q, k_read, v_read, mask)), k, v
+        return self.o_proj(attend(q, k_read, v_read, mask, self.cache_first)), k, v
 
 
 class DecoderLayer(nn.Module):
