@@ -3,10 +3,10 @@
 One KV head, 8 query heads (E2B's attention), 1 and 4 tokens (decode, verify with K = 3), for each
 `--shapes` slots x head dim: the graphs are converted with litert-torch, run by CompiledModel on the CPU
 (`--threads`), inputs bound once, and each signature is timed in `--rounds` interleaved rounds of
-`--calls` calls (median). The table behind `CACHE_FIRST_HEAD_DIM` (docs/tooling.md#cache-first-products):
+`--calls` calls (median). The table behind `export/litert.py: CACHE_FIRST_HEAD_DIM`
+(docs/tooling.md#cache-first-products):
 
-    .venv/bin/python benchmarks/attention_forms.py --shapes 768x256,2048x256,2048x512 \\
-        --json benchmarks/results/issue12/attention-forms.json
+    .venv/bin/python benchmarks/attention_forms.py --json benchmarks/results/issue12/attention-forms.json
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_mtp.model.layers import attend
+from edge_mtp.model.layers import AttentionForm, attend
 
 HEADS = 8
 FORMS = {"right": False, "left": True}  # where the cache stands in its products: right = packed per call
@@ -34,7 +34,7 @@ class Attend(torch.nn.Module):
         self.cache_first = cache_first
 
     def forward(self, q, k, v, mask):
-        return attend(q, k, v, mask, self.cache_first)
+        return attend(q, k, v, mask, AttentionForm(cache_first_head_dim=0 if self.cache_first else None))
 
 
 def convert(slots: int, head_dim: int, cache_first: bool, tokens: list[int], path: Path, runtime: tuple):

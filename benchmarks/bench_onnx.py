@@ -4,7 +4,7 @@ Both formats are exported by `edge-export` from one random-weight Gemma-4-E2B-sh
 `small-e2b`, ~103 M target parameters, unless `--pair` names another) at fp32, int8 and int4, and run on
 the CPU with 2 threads:
 
-  * LiteRT:        `ai_edge_litert.CompiledModel`, signatures `decode` / `verify` / `mtp_drafter`;
+  * LiteRT:        `ai_edge_litert.CompiledModel`, signatures `decode` / `verify` / `mtp_drafter_candidates`;
   * ONNX Runtime:  CPUExecutionProvider, IO binding, the one dynamic-T `target.onnx` and `drafter.onnx`.
 
 "graph" columns time the graph call alone (inputs written once, the K/V cache bound in place on both
@@ -27,6 +27,8 @@ import platform
 import statistics
 import time
 from pathlib import Path
+
+from edge_mtp import contract as c
 
 
 K = 4
@@ -74,13 +76,14 @@ def litert_graph_timers(backend) -> dict:
     graph = backend.target
 
     def prepared(sig, tokens, start):
-        backend._target(sig, tokens, start, len(tokens))  # writes every input once
+        backend._signature(sig, tokens, start, len(tokens))  # writes every input once
         return lambda: graph.model.run_by_name(sig, graph.inputs[sig], graph.outputs[sig])
 
     timers = {"decode": prepared("decode", [5], POSITION), "verify": prepared("verify", [5] * (K + 1), POSITION)}
     if backend.drafter is not None:
-        d = backend.drafter
-        timers["draft"] = lambda: d.model.run_by_name("mtp_drafter", d.inputs["mtp_drafter"], d.outputs["mtp_drafter"])
+        d = backend.drafter  # the signature our runtimes call (LiteRT-LM's `mtp_drafter` also places candidates)
+        sig = c.SIG_DRAFTER_CANDIDATES if c.SIG_DRAFTER_CANDIDATES in d.signatures else c.SIG_DRAFTER
+        timers["draft"] = lambda: d.model.run_by_name(sig, d.inputs[sig], d.outputs[sig])
     return timers
 
 

@@ -100,10 +100,31 @@ def test_verify_rows_equal_decodes_bit_for_bit(bundles, preset, quant):
         assert np.array_equal(verified.hidden[i], one.hidden[0]), (i, _diff(verified.hidden[i], one.hidden[0]))
 
 
-# Verify at these positions (tiny presets, W = 16, 128-aligned window starts): the rows' windows begin on both
-# sides of slot 128 (141: rows 0-1 read from slot 0, rows 2-4 alone from 128) and of slot 256 (268), so a
-# decode reads from another aligned start than the verify holding its row.
-@pytest.mark.parametrize("position", [141, 268])
+def _tensor_shapes(bundle, section: str, signature: str) -> set[tuple[int, ...]]:
+    """The shapes of every tensor in one signature's subgraph of a bundle section (read from the flatbuffer)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edge_mtp.litertlm import read_bundle
+
+    model = schema.Model.GetRootAs(bytes(read_bundle(bundle).model(section)), 0)
+    sig = next(model.SignatureDefs(i) for i in range(model.SignatureDefsLength())
+               if model.SignatureDefs(i).SignatureKey().decode() == signature)
+    graph = model.Subgraphs(sig.SubgraphIndex())
+    return {tuple(graph.Tensors(i).ShapeAsNumpy().tolist()) for i in range(graph.TensorsLength())
+            if graph.Tensors(i).ShapeLength()}
+
+
+def _config(pairs, preset):
+    from edge_mtp.model import load_target_config
+
+    return load_target_config(pairs.dirs(preset)[0]).text
+
+
+# Verify at these positions (tiny presets, W = 16, 128-aligned window starts, 256 slots of 512): the rows'
+# windows begin on both sides of slot 128 (141: rows 0-1 read from slot 0, rows 2-4 alone from 128) and of
+# slot 256 (268), so a decode reads from another aligned start than the verify holding its row; at 500 the
+# start is clamped to the end of the buffer.
+@pytest.mark.parametrize("position", [141, 268, 500])
 @pytest.mark.parametrize("quant", ["fp32", "int4"])
 def test_windowed_sliding_reads(pairs, bundles, preset, quant, position):
     """With a context past the window, decode and verify read only a 128-aligned window of the sliding
@@ -111,9 +132,11 @@ def test_windowed_sliding_reads(pairs, bundles, preset, quant, position):
     attends over the whole buffer (fp32)."""
     from edge_mtp.model.target import SlidingReads
 
-    lite = LiteRTBackend(bundles.path(preset, quant, WINDOWED_CONTEXT))
-    reads = SlidingReads.for_rows(None, lite.sliding_window, BUNDLE_K + 1, WINDOWED_CONTEXT)
-    assert reads is not None and reads.slots < WINDOWED_CONTEXT
+    path = bundles.path(preset, quant, WINDOWED_CONTEXT)
+    lite, cfg = LiteRTBackend(path), _config(pairs, preset)
+    reads = SlidingReads.for_rows(None, cfg.sliding_window, BUNDLE_K + 1, WINDOWED_CONTEXT)
+    window_k = (1, cfg.kv_heads[0], reads.slots, cfg.head_dim_of("sliding_attention"))
+    assert reads.slots < WINDOWED_CONTEXT and window_k in _tensor_shapes(path, c.PREFILL_DECODE, c.SIG_DECODE)
     prompt = [300 + (i * 37) % 3000 for i in range(position)]
     lite.prefill(prompt)
     tokens = [7, 8, 9, 10, 11]
@@ -122,6 +145,7 @@ def test_windowed_sliding_reads(pairs, bundles, preset, quant, position):
     for i, token in enumerate(tokens):
         one = lite.verify([token], position + i)
         assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
+        assert np.array_equal(verified.hidden[i], one.hidden[0]), (i, _diff(verified.hidden[i], one.hidden[0]))
     if quant == "fp32":
         ref = _torch(pairs, preset, WINDOWED_CONTEXT)
         ref.prefill(prompt)
@@ -132,13 +156,18 @@ def test_cache_first_products_keep_rows_invariant(pairs, tmp_path, monkeypatch):
     """The full layers' left-operand cache products (docs/tooling.md#cache-first-products) only start at head
     dim 512; here tiny-e2b's 64-wide full layers are exported with them: rows equal decodes bit for bit, and
     the logits match the PyTorch model."""
+    from edge_mtp.export import litert
     from edge_mtp.export.exporter import ExportOptions, export_litertlm
-    from edge_mtp.model import layers
 
-    monkeypatch.setattr(layers, "CACHE_FIRST_HEAD_DIM", 64)
+    cfg = _config(pairs, "tiny-e2b")
+    full_dim = cfg.head_dim_of("full_attention")
+    monkeypatch.setattr(litert, "CACHE_FIRST_HEAD_DIM", full_dim)
     monkeypatch.setenv("EDGE_MTP_GRAPH_CACHE", "off")  # the cache's key does not see the constant
     out = tmp_path / "cache-first.litertlm"
     export_litertlm(*pairs.dirs("tiny-e2b"), out, ExportOptions("fp32", BUNDLE_K, (8, 32), WINDOWED_CONTEXT))
+    # the product of a full layer's K halves with a decode's query rows, [1, 2, slots / 2, heads per KV head]
+    cache_first_scores = (1, 2, WINDOWED_CONTEXT // 2, cfg.num_heads // cfg.kv_heads[0])
+    assert cache_first_scores in _tensor_shapes(out, c.PREFILL_DECODE, c.SIG_DECODE)
     lite, ref = LiteRTBackend(out), _torch(pairs, "tiny-e2b", WINDOWED_CONTEXT)
     prompt = [300 + (i * 37) % 3000 for i in range(141)]
     lite.prefill(prompt)

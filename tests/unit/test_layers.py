@@ -14,6 +14,7 @@ from transformers.models.gemma4 import modeling_gemma4 as hf
 from edge_mtp.checkpoints.presets import PRESETS
 from edge_mtp.model.config import FULL, SLIDING, parse_text_config
 from edge_mtp.model.layers import (
+    AttentionForm,
     RotaryEmbedding,
     additive_mask,
     apply_rope,
@@ -129,17 +130,21 @@ def _attention_reference(q, k, v, valid):
     return out.reshape(b, t, hq * d)
 
 
-@pytest.mark.parametrize("cache_first", [False, True])
+FORMS = [AttentionForm(), AttentionForm(einsum=False), AttentionForm(cache_first_head_dim=16),
+         AttentionForm(einsum=False, cache_first_head_dim=16)]
+
+
+@pytest.mark.parametrize("form", FORMS, ids=["einsum", "matmul", "einsum-cache-first", "matmul-cache-first"])
 @pytest.mark.parametrize(("hq", "hkv", "s"), [(4, 1, 11), (4, 1, 12), (8, 2, 12), (4, 4, 11)])
-def test_attend_equals_plain_softmax_attention(hq, hkv, s, cache_first):
-    """Both operand orders of the cache products (docs/tooling.md#cache-first-products); an even slot count
-    with one KV head takes the batch-of-two split."""
+def test_attend_equals_plain_softmax_attention(hq, hkv, s, form):
+    """Every form of the cache products (docs/tooling.md#cache-first-products; head dim 16 here, so the
+    cache-first forms apply); an even slot count with one KV head takes the batch-of-two split."""
     b, t, d = 1, 3, 16
     q, k, v = _randn(b, t, hq, d), _randn(b, hkv, s, d), _randn(b, hkv, d, s)
     positions = torch.tensor([6, 7, 8])
     slots = torch.arange(s)
     valid = ((slots[None, :] <= positions[:, None]) & (slots[None, :] > positions[:, None] - 4))[None]  # window 4
-    out = attend(q, k, v, additive_mask(valid, q.dtype), cache_first)
+    out = attend(q, k, v, additive_mask(valid, q.dtype), form)
     assert out.shape == (b, t, hq * d)
     torch.testing.assert_close(out.double(), _attention_reference(q, k, v, valid), rtol=0, atol=1e-5)
 

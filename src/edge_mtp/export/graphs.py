@@ -25,7 +25,7 @@ from torch import nn
 
 from edge_mtp import contract as c
 from edge_mtp.model import FULL, SLIDING, Gemma4Drafter, Gemma4Target, TextConfig
-from edge_mtp.model.layers import KVWriter, NormFn, rms_norm, write_rows
+from edge_mtp.model.layers import AttentionForm, KVWriter, NormFn, rms_norm, write_rows
 from edge_mtp.model.drafter import keep_candidates, scatter_candidates
 from edge_mtp.model.target import SlidingReads, WindowReader
 
@@ -120,17 +120,18 @@ class LookupGraph(nn.Module):
 class TargetGraph(nn.Module):
     """One target signature; `with_outputs=False` for prefill (cache only). `writer` writes the K/V rows
     (LiteRT: dynamic-update-slice, ONNX: ScatterND); `norm` computes the RMSNorms (LiteRT: the fused
-    `odml.rms_norm` composite, ONNX: plain ops); `sliding_reads` cuts the sliding layers' reads to a window
-    (`Gemma4Target.decode`)."""
+    `odml.rms_norm` composite, ONNX: plain ops); `sliding_reads` and `attention` choose how the attention
+    reads the cache (`Gemma4Target.decode`)."""
 
     def __init__(self, target: Gemma4Target, writer: KVWriter = write_rows, with_outputs: bool = True,
                  external: ExternalWeights | None = None, norm: NormFn = rms_norm,
-                 sliding_reads: SlidingReads | None = None):
+                 sliding_reads: SlidingReads | None = None, attention: AttentionForm = AttentionForm()):
         super().__init__()
         self.target = target
         self.writer = writer
         self.norm = norm
         self.sliding_reads = sliding_reads
+        self.attention = attention
         self.with_outputs = with_outputs
         self.names = kv_names(target.cfg)
         self.external = _weights(external)
@@ -140,7 +141,8 @@ class TargetGraph(nn.Module):
         kv = [kv_cache[_short(n)] for n in self.names]
         with self.external.bound(weights):
             hidden, *kv = self.target.decode(embeddings, per_layer_embeddings, input_pos, *kv, writer=self.writer,
-                                             norm=self.norm, sliding_reads=self.sliding_reads)
+                                             norm=self.norm, sliding_reads=self.sliding_reads,
+                                             attention=self.attention)
             out = dict(zip(self.names, kv, strict=True))
             if self.with_outputs:
                 out[c.LOGITS] = self.target.lm_head(hidden)
@@ -151,11 +153,14 @@ class TargetGraph(nn.Module):
 class DrafterGraph(nn.Module):
     """One draft step from LiteRT-LM's inputs. `candidates=True` (centroid head only): outputs the head's
     candidates (`CANDIDATE_LOGITS`, `CANDIDATE_IDS`) instead of full-vocabulary `LOGITS`. With a
-    `window_reader` the sliding layers get only the slots their window can reach, not the whole buffer."""
+    `window_reader` the sliding layers get only the slots their window can reach, not the whole buffer;
+    `attention`: the form of the attention products (`layers.AttentionForm`)."""
 
     def __init__(self, drafter: Gemma4Drafter, target_cfg: TextConfig, external: ExternalWeights | None = None,
-                 candidates: bool = False, window_reader: WindowReader | None = None):
+                 candidates: bool = False, window_reader: WindowReader | None = None,
+                 attention: AttentionForm = AttentionForm()):
         super().__init__()
+        self.attention = attention
         self.drafter = drafter
         self.window = target_cfg.sliding_window
         self.names = drafter_kv_names(target_cfg)
@@ -191,7 +196,8 @@ class DrafterGraph(nn.Module):
         k_s, v_s, k_f, v_f = (kv_cache[_short(n)] for n in self.names)
         k_s, v_s, sliding = self.sliding_window(k_s, v_s, sliding)
         with self.external.bound(weights):
-            logits, carry = self.drafter(activations, query, k_s, v_s, k_f, v_f, sliding, full, self.place)
+            logits, carry = self.drafter(activations, query, k_s, v_s, k_f, v_f, sliding, full, self.place,
+                                         self.attention)
         if self.candidates:
             scores, ids = logits
             return {c.CANDIDATE_LOGITS: scores, c.CANDIDATE_IDS: ids.to(torch.int32), c.PROJECTED_ACTIVATIONS: carry}

@@ -21,7 +21,7 @@ from edge_mtp import contract as c
 from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, TargetGraph, drafter_sample,
                                     has_centroid_head, lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
-from edge_mtp.model.layers import rms_norm
+from edge_mtp.model.layers import AttentionForm, rms_norm
 from edge_mtp.model.target import SlidingReads
 from edge_mtp.quiet import quiet
 
@@ -115,16 +115,30 @@ def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) ->
     return path
 
 
+# Attention layers whose head dim reaches this compute their cache products with the cache as the left operand
+# (`model/layers.py: _cache_times`): in decode, verify and the drafter step. Measured on XNNPACK, 2 threads
+# (docs/tooling.md#cache-first-products): faster for 512-wide heads (E2B/E4B's full layers, the drafter's full
+# layer) at 1-4 tokens; slower for one token over a 256-wide sliding layer's 768-slot window (+35%). Prefill
+# (128 tokens of 8 heads) was not measured in this form and keeps the other.
+CACHE_FIRST_HEAD_DIM = 512
+
+
+def attention_form() -> AttentionForm:
+    """The attention products of the decode, verify and drafter graphs: einsums, cache first from
+    `CACHE_FIRST_HEAD_DIM` on (read when called, so a test can lower it)."""
+    return AttentionForm(einsum=True, cache_first_head_dim=CACHE_FIRST_HEAD_DIM)
+
+
 def drafter_signatures(drafter: Gemma4Drafter, cfg, context: int, weights: ExternalWeights | None = None,
                        window_reader=dynamic_window) -> list[tuple[str, torch.nn.Module, dict]]:
     """The drafter section's signatures: LiteRT-LM's `mtp_drafter` and, with a centroid head, ours without
     the vocabulary-sized placement (docs/bundle.md#drafter-candidates)."""
-    jobs = [(c.SIG_DRAFTER, DrafterGraph(drafter, cfg, weights, window_reader=window_reader),
-             drafter_sample(cfg, drafter, context, weights))]
+    form = attention_form()
+    graph = lambda candidates: DrafterGraph(drafter, cfg, weights, candidates=candidates,  # noqa: E731
+                                            window_reader=window_reader, attention=form)
+    jobs = [(c.SIG_DRAFTER, graph(False), drafter_sample(cfg, drafter, context, weights))]
     if has_centroid_head(drafter):
-        jobs.append((c.SIG_DRAFTER_CANDIDATES,
-                     DrafterGraph(drafter, cfg, weights, candidates=True, window_reader=window_reader),
-                     drafter_sample(cfg, drafter, context, weights)))
+        jobs.append((c.SIG_DRAFTER_CANDIDATES, graph(True), drafter_sample(cfg, drafter, context, weights)))
     return jobs
 
 
@@ -141,9 +155,11 @@ def section_jobs(target: Gemma4Target, drafter: Gemma4Drafter, shapes: GraphShap
     body_weights = target_weights.subset(lambda k: k != "embed_tokens_per_layer.weight") if target_weights else None
     embed_weights, ple_weights = only("embed_tokens.weight"), only("embed_tokens_per_layer.weight")
     # decode and verify read the same window length (verify's), which keeps their rows equal bit for bit;
-    # prefill reads the whole buffer (its chunks may be longer than the window)
+    # prefill still reads the whole buffer (windowed prefill chunks, each length with its own window, are not
+    # measured yet)
     reads = SlidingReads.for_rows(dynamic_window, cfg.sliding_window, shapes.draft_len + 1, shapes.context)
-    body = TargetGraph(target, dus_writer, external=body_weights, norm=norm, sliding_reads=reads)
+    body = TargetGraph(target, dus_writer, external=body_weights, norm=norm, sliding_reads=reads,
+                       attention=attention_form())
     prefill = TargetGraph(target, dus_writer, with_outputs=False, external=body_weights, norm=norm)
     jobs = {
         c.EMBEDDER: [(c.SIG_EMBEDDER, LookupGraph(target, c.EMBEDDINGS, embed_weights),

@@ -30,10 +30,24 @@ from edge_mtp import contract as c
 from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, TargetGraph, drafter_sample,
                                     kv_names, lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
-from edge_mtp.model.layers import write_rows
+from edge_mtp.model.layers import AttentionForm, write_rows
 from edge_mtp.quiet import quiet
 
 OPSET = 21  # int4 weights (GatherBlockQuantized) need opset 21
+# Attention products as matmuls against a transposed view: onnxruntime fuses MatMul(x, Transpose(K)) into one
+# FusedMatMul, while it runs an Einsum node (the LiteRT form) about 3x slower (docs/tooling.md#onnx-attention-form).
+ATTENTION = AttentionForm(einsum=False)
+
+
+def fusable_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """`rms_norm` as x / sqrt(mean(x^2) + eps) * w over the last axis as it is: the pattern onnxruntime fuses
+    into one SimplifiedLayerNormalization (the LiteRT form, rows flattened and multiplied by an rsqrt, stays 8
+    nodes: 2 Reshape, Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul). docs/tooling.md#onnx-attention-form."""
+    xf = x.float()
+    out = xf / torch.sqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    if weight is not None:
+        out = out * weight.float()
+    return out.type_as(x)
 
 
 def _export(module: torch.nn.Module, sample: dict, output_names: list[str], dynamic: dict, path: Path) -> Path:
@@ -64,13 +78,14 @@ def graph_jobs(target: Gemma4Target, drafter: Gemma4Drafter, context: int,
     if c.PER_LAYER_EMBEDDINGS in sample:
         dynamic[c.PER_LAYER_EMBEDDINGS] = {1: tokens}
     outputs = [c.onnx_output(n) for n in kv_names(cfg)] + [c.LOGITS, c.ACTIVATIONS]
-    jobs = {c.ONNX_TARGET: (TargetGraph(target, write_rows, external=body), sample, outputs, dynamic)}
+    graph = TargetGraph(target, write_rows, external=body, norm=fusable_rms_norm, attention=ATTENTION)
+    jobs = {c.ONNX_TARGET: (graph, sample, outputs, dynamic)}
     for graph, output, key in ((c.ONNX_EMBEDDER, c.EMBEDDINGS, "embed_tokens.weight"),
                                (c.ONNX_PER_LAYER_EMBEDDER, c.PER_LAYER_EMBEDDINGS, "embed_tokens_per_layer.weight")):
         weights = only(key)
         jobs[graph] = (LookupGraph(target, output, weights), lookup_sample(2, weights), [output],
                        {c.TOKEN_IDS: {1: tokens}})
-    jobs[c.ONNX_DRAFTER] = (DrafterGraph(drafter, cfg, drafter_weights),
+    jobs[c.ONNX_DRAFTER] = (DrafterGraph(drafter, cfg, drafter_weights, attention=ATTENTION),
                             drafter_sample(cfg, drafter, context, drafter_weights),
                             [c.LOGITS, c.PROJECTED_ACTIVATIONS], {})
     if not cfg.ple_dim:

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, DrafterConfig
-from edge_mtp.model.layers import DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask
+from edge_mtp.model.layers import AttentionForm, DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask
 from edge_mtp.model.target import Embedding
 
 
@@ -99,7 +99,8 @@ class Gemma4Drafter(nn.Module):
 
     def hidden(self, activations: torch.Tensor, position: torch.Tensor,
                k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
-               sliding_range: torch.Tensor, full_range: torch.Tensor) -> torch.Tensor:
+               sliding_range: torch.Tensor, full_range: torch.Tensor, attention: AttentionForm = AttentionForm()
+               ) -> torch.Tensor:
         """The normed last hidden state hn [B, 1, h] of one draft step (see `forward` for the inputs)."""
         x = self.pre_projection(activations)
         kv = {SLIDING: (k_sliding, v_sliding), FULL: (k_full, v_full)}
@@ -110,7 +111,7 @@ class Gemma4Drafter(nn.Module):
         rope = {t: self.rotary[t](position[:, None], x.dtype) for t in self.rotary}
         for i, layer in enumerate(self.model.layers):
             t = self.cfg.text.layer_types[i]
-            x, _, _ = layer(x, *rope[t], *kv[t], masks[t])
+            x, _, _ = layer(x, *rope[t], *kv[t], masks[t], form=attention)
         return self.model.norm(x)
 
     def logits(self, hn: torch.Tensor, place=scatter_candidates) -> torch.Tensor:
@@ -119,14 +120,15 @@ class Gemma4Drafter(nn.Module):
 
     def forward(self, activations: torch.Tensor, position: torch.Tensor,
                 k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
-                sliding_range: torch.Tensor, full_range: torch.Tensor, place=scatter_candidates
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                sliding_range: torch.Tensor, full_range: torch.Tensor, place=scatter_candidates,
+                attention: AttentionForm = AttentionForm()) -> tuple[torch.Tensor, torch.Tensor]:
         """One draft step for B independent queries.
 
         activations [B, 1, 2H_target] (embedding first, carry second); position [B] (the query position,
         constant within a round); the target's store-layer buffers K [1 or B, Hkv, S, D], V [.., D, S];
-        ranges [B, 2] inclusive visible slots; `place`: see `CentroidHead`. Returns (logits [B, 1, V],
-        carry [B, 1, H_target]).
+        ranges [B, 2] inclusive visible slots; `place`: see `CentroidHead`; `attention`: the form of the
+        attention products (`layers.AttentionForm`). Returns (logits [B, 1, V], carry [B, 1, H_target]).
         """
-        hn = self.hidden(activations, position, k_sliding, v_sliding, k_full, v_full, sliding_range, full_range)
+        hn = self.hidden(activations, position, k_sliding, v_sliding, k_full, v_full, sliding_range, full_range,
+                         attention)
         return self.logits(hn, place), self.post_projection(hn)

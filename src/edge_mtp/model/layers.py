@@ -8,6 +8,7 @@ backends or caches beyond "a K/V buffer tensor and the slots to write".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -100,8 +101,28 @@ class MLP(nn.Module):
         return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, cache_first: bool = False
-           ) -> torch.Tensor:
+@dataclass(frozen=True)
+class AttentionForm:
+    """How `attend` writes its two cache products, chosen per export format; every form computes the same
+    sums, one dot product per output element (docs/tooling.md#attention-products-without-a-cache-transpose,
+    docs/tooling.md#cache-first-products).
+
+    `einsum`: each product is one contraction of both last axes, which litert-torch turns into a BATCH_MATMUL
+    that reads the cache as it lies; False: a matmul against a transposed view, which ONNX Runtime fuses
+    into one FusedMatMul (its Einsum kernel ran the same products 3x slower).
+    `cache_first_head_dim`: layers whose head dim reaches it put the cache on the left of both products
+    (`_cache_times`); None: never.
+    """
+
+    einsum: bool = True
+    cache_first_head_dim: int | None = None
+
+    def cache_first(self, head_dim: int) -> bool:
+        return self.cache_first_head_dim is not None and head_dim >= self.cache_first_head_dim
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+           form: AttentionForm = AttentionForm()) -> torch.Tensor:
     """Grouped-query attention with scale 1.0 (Gemma 4 normalises q and k instead of scaling).
 
     q: [B, T, Hq, D]; k: [B, Hkv, S, D]; v: [B, Hkv, D, S] (LiteRT-LM's "transposed" cache layout);
@@ -109,19 +130,18 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     product is a plain 4-D one (`_times_transposed`): the 5-D grouped form hits a slow LiteRT path
     (docs/tooling.md#attention-as-plain-4-d-matmuls).
     Rows are ordered (token, head), the order q already has, so with one KV head (Gemma 4 E2B) folding
-    and unfolding are plain reshapes, with no transpose of q or of the output.
-    `cache_first` computes both cache products with the cache as the left operand (`_cache_times`).
-    Returns [B, T, Hq*D].
+    and unfolding are plain reshapes, with no transpose of q or of the output. `form` picks how the
+    products are written (`AttentionForm`). Returns [B, T, Hq*D].
     """
     b, t, hq, d = q.shape
     hkv = k.shape[1]
     group = hq // hkv
     q = q.reshape(b, t, hkv, group, d).transpose(1, 2).reshape(b, hkv, t * group, d)
-    product = _cache_times if cache_first else _times_transposed
-    scores = product(q, k)
+    product = _cache_times if form.cache_first(d) else _times_transposed
+    scores = product(q, k, form.einsum)
     scores = _add_mask(scores, mask, t, group)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = product(probs, v)
+    out = product(probs, v, form.einsum)
     return out.reshape(b, hkv, t, group, d).transpose(1, 2).reshape(b, t, hq * d)
 
 
@@ -135,44 +155,42 @@ def _add_mask(scores: torch.Tensor, mask: torch.Tensor, t: int, group: int) -> t
     return (scores.reshape(b, hkv, t, group, s) + mask[:, None, :, None, :]).reshape(b, hkv, t * group, s)
 
 
+def _contract(a: torch.Tensor, b: torch.Tensor, einsum: bool) -> torch.Tensor:
+    """a [B, N, R, C] . b [B, N, M, C]^T -> [B, N, R, M], as an einsum or as a matmul against b transposed."""
+    return torch.einsum("bnrc,bnmc->bnrm", a, b) if einsum else torch.matmul(a, b.transpose(2, 3))
+
+
 # With one KV head (E2B) a cache product has batch 1, and LiteRT's converter lowers it to a FULLY_CONNECTED with
 # the cache as its "weights", which XNNPACK does not delegate: a slow builtin kernel whose cost grows with the
 # rows, so verify cost far more than decode. Split into a batch of two halves (of the slots for q.K, of the head
 # dim for p.V; both free views of the cache), it stays a BATCH_MATMUL in XNNPACK. Every sum is the same.
 # docs/tooling.md#one-kv-head-products-as-a-batch-of-two.
 
-def _times_transposed(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _times_transposed(x: torch.Tensor, y: torch.Tensor, einsum: bool = True) -> torch.Tensor:
     """x [B, N, R, C] . y [B, N, M, C]^T -> [B, N, R, M]: q.K (M = slots) and p.V (M = head dim, V being
     stored [D, S]). With one head and M even, y's M axis is split into a batch of two halves.
 
-    An einsum contracting both last axes, not `x @ y.transpose`: litert-torch then emits one BATCH_MATMUL
-    that reads the cache as it lies, where the explicit transpose copied the whole K or V buffer on every
-    call (docs/tooling.md#attention-products-without-a-cache-transpose)."""
+    As an einsum (`einsum`), not `x @ y.transpose`, litert-torch emits one BATCH_MATMUL that reads the cache
+    as it lies, where the explicit transpose copied the whole K or V buffer on every call
+    (docs/tooling.md#attention-products-without-a-cache-transpose)."""
     b, n, r, c = x.shape
     m = y.shape[2]
     if n > 1 or m % 2:
-        return torch.einsum("bnrc,bnmc->bnrm", x, y)
-    halves = torch.einsum("bnrc,bnmc->bnrm", torch.cat([x, x], dim=1), y.reshape(b, 2, m // 2, c))
+        return _contract(x, y, einsum)
+    halves = _contract(torch.cat([x, x], dim=1), y.reshape(b, 2, m // 2, c), einsum)
     return halves.permute(0, 2, 1, 3).reshape(b, 1, r, m)
 
 
-# Which operand of a cache product is the cache. As the right one (`_times_transposed`), XNNPACK packs the whole
-# K or V buffer on every call; as the left one (`_cache_times`) it reads the buffer as it lies and packs the few
-# query rows instead, at the price of a small transpose of the result. Measured on LiteRT/XNNPACK (2 threads,
-# docs/tooling.md#cache-first-products): the left form is faster for 512-wide heads (E2B/E4B's full layers) at
-# 1-4 tokens, and slower for one token over a 256-wide sliding layer's 768-slot window (+35%). So layers whose
-# head dim reaches this use it.
-CACHE_FIRST_HEAD_DIM = 512
-
-
-def _cache_times(x: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
-    """`_times_transposed(x, cache)` computed as (cache . x^T)^T, the cache being the left operand. With one
-    head and an even M the cache's M axis is split into a batch of two halves, as in `_times_transposed`, so
-    that the product stays a BATCH_MATMUL. Every sum is the same."""
+def _cache_times(x: torch.Tensor, cache: torch.Tensor, einsum: bool = True) -> torch.Tensor:
+    """`_times_transposed(x, cache)` computed as (cache . x^T)^T, the cache being the left operand: XNNPACK then
+    reads the K or V buffer as it lies instead of packing it on every call, and packs the few query rows
+    (docs/tooling.md#cache-first-products). With one head and an even M the cache's M axis is split into a
+    batch of two halves, as in `_times_transposed`, so that the product stays a BATCH_MATMUL. Every sum is
+    the same."""
     b, n, m, c = cache.shape
     if n > 1 or m % 2:
-        return torch.einsum("bnmc,bnrc->bnmr", cache, x).transpose(2, 3)
-    halves = torch.einsum("bnmc,bnrc->bnmr", cache.reshape(b, 2, m // 2, c), torch.cat([x, x], dim=1))
+        return _contract(cache, x, einsum).transpose(2, 3)
+    halves = _contract(cache.reshape(b, 2, m // 2, c), torch.cat([x, x], dim=1), einsum)
     return halves.reshape(b, 1, m, x.shape[2]).transpose(2, 3)
 
 
@@ -209,7 +227,6 @@ class Attention(nn.Module):
         super().__init__()
         self.head_dim = head_dim
         self.eps = eps
-        self.cache_first = head_dim >= CACHE_FIRST_HEAD_DIM
         self.q_proj = nn.Linear(hidden, num_heads * head_dim, bias=False)
         self.q_norm = RMSNorm(head_dim, eps)
         self.o_proj = nn.Linear(num_heads * head_dim, hidden, bias=False)
@@ -229,11 +246,11 @@ class Attention(nn.Module):
         return k, v
 
     def forward(self, h, cos, sin, k, v, mask, start=None, writer: KVWriter = write_rows, norm: NormFn = rms_norm,
-                read: KVReader | None = None):
+                read: KVReader | None = None, form: AttentionForm = AttentionForm()):
         """Attend to buffers `k` [B, Hkv, S, D] and `v` [B, Hkv, D, S]; a producer first writes its new
         K/V at slots start.. with `writer`. `norm` computes every RMSNorm (`rms_norm` or the same math in
         an exporter's form). `read`, if given, cuts the slots attended to out of the written buffers (a
-        sliding layer's window; `mask` then covers those slots).
+        sliding layer's window; `mask` then covers those slots). `form`: see `AttentionForm`.
 
         Returns (output, k, v) with the (possibly updated) whole buffers.
         """
@@ -245,7 +262,7 @@ class Attention(nn.Module):
         q = self.q_norm(self.q_proj(h).view(b, t, -1, self.head_dim), norm)
         q = apply_rope(q, cos, sin)
         k_read, v_read = read(k, v) if read is not None else (k, v)
-        return self.o_proj(attend(q, k_read, v_read, mask, self.cache_first)), k, v
+        return self.o_proj(attend(q, k_read, v_read, mask, form)), k, v
 
 
 class DecoderLayer(nn.Module):
@@ -268,9 +285,10 @@ class DecoderLayer(nn.Module):
             self.post_per_layer_input_norm = RMSNorm(hidden, eps)
 
     def forward(self, x, cos, sin, k, v, mask, per_layer_input=None, start=None, writer: KVWriter = write_rows,
-                norm: NormFn = rms_norm, read: KVReader | None = None):
-        """Returns (x, k, v); see `Attention.forward` for the buffers, `norm` and `read`."""
-        a, k, v = self.self_attn(self.input_layernorm(x, norm), cos, sin, k, v, mask, start, writer, norm, read)
+                norm: NormFn = rms_norm, read: KVReader | None = None, form: AttentionForm = AttentionForm()):
+        """Returns (x, k, v); see `Attention.forward` for the buffers, `norm`, `read` and `form`."""
+        a, k, v = self.self_attn(self.input_layernorm(x, norm), cos, sin, k, v, mask, start, writer, norm, read,
+                                 form)
         x = x + self.post_attention_layernorm(a, norm)
         m = self.mlp(self.pre_feedforward_layernorm(x, norm))
         x = x + self.post_feedforward_layernorm(m, norm)

@@ -27,8 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, TextConfig
-from edge_mtp.model.layers import (DecoderLayer, KVWriter, NormFn, RMSNorm, RotaryEmbedding, additive_mask,
-                                   rms_norm, scale_constant, write_rows)
+from edge_mtp.model.layers import (AttentionForm, DecoderLayer, KVReader, KVWriter, NormFn, RMSNorm,
+                                   RotaryEmbedding, additive_mask, rms_norm, scale_constant, write_rows)
 
 # (buffer, start slot [], length, dim) -> `length` slots of `buffer` from `start` along `dim`
 WindowReader = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
@@ -65,7 +65,7 @@ class SlidingReads:
         first = torch.clamp(first_position - (self.window - 1), min=0)
         return torch.clamp(first // WINDOW_ALIGN * WINDOW_ALIGN, max=context - self.slots)
 
-    def cut(self, start: torch.Tensor) -> Callable:
+    def cut(self, start: torch.Tensor) -> KVReader:
         """A `KVReader`: the slots from `start` of a K [B, H, S, D] and a V [B, H, D, S] buffer."""
         return lambda k, v: (self.reader(k, start, self.slots, 2), self.reader(v, start, self.slots, 3))
 
@@ -150,13 +150,15 @@ class Gemma4Target(nn.Module):
 
     def decode(self, embeds: torch.Tensor, per_layer_tokens: torch.Tensor | None, positions: torch.Tensor,
                *kv: torch.Tensor, writer: KVWriter = write_rows, norm: NormFn = rms_norm,
-               sliding_reads: SlidingReads | None = None) -> tuple[torch.Tensor, ...]:
+               sliding_reads: SlidingReads | None = None,
+               attention: AttentionForm = AttentionForm()) -> tuple[torch.Tensor, ...]:
         """The decoder stack over T tokens at absolute `positions` [T]: (final normed hidden [1,T,H], *kv).
 
         `writer` puts the new K/V rows into the cache buffers (eager runtimes write in place, exporters
         use their format's best op); `norm` computes every RMSNorm (exporters may pass the same math in
         a form their runtime fuses); `sliding_reads` lets sliding layers attend to a window of the buffer
-        instead of all of it (the same result: the slots left out are masked anyway).
+        instead of all of it (the same result: the slots left out are masked anyway); `attention` is the form of
+        the attention products (`layers.AttentionForm`).
         """
         cfg, x = self.cfg, embeds
         kv = list(kv)
@@ -169,22 +171,20 @@ class Gemma4Target(nn.Module):
         masks = self.masks(positions, context, x.dtype, window_slots)
         rope = {t: self.rotary[t](positions[None], x.dtype) for t in self.rotary}
         ple = self._per_layer_inputs(x, per_layer_tokens, norm) if cfg.ple_dim else None
-        shared_views = {}  # a shared layer's window of its source buffer, cut once for all layers sharing it
+        views = {}  # the window of a store buffer, cut once for all the KV-shared layers that read it
         for i, layer in enumerate(self.layers):
             t, src = cfg.layer_types[i], cfg.kv_source(i)
             cos, sin = rope[t]
             read = cut if t == SLIDING else None
-            k, v = kv[2 * src], kv[2 * src + 1]
-            shared = i >= cfg.first_shared_layer
-            if shared and read is not None:
-                if src not in shared_views:
-                    shared_views[src] = read(k, v)
-                k, v = shared_views[src]
-                read = None
-            x, k, v = layer(x, cos, sin, k, v, masks[t], per_layer_input=ple[:, :, i] if ple is not None else None,
-                            start=positions[0], writer=writer, norm=norm, read=read)
-            if not shared:
-                kv[2 * src], kv[2 * src + 1] = k, v
+            ple_i = ple[:, :, i] if ple is not None else None
+            if i < cfg.first_shared_layer:  # a producer: writes its rows, then reads its own buffer
+                x, kv[2 * src], kv[2 * src + 1] = layer(x, cos, sin, kv[2 * src], kv[2 * src + 1], masks[t], ple_i,
+                                                        positions[0], writer, norm, read, attention)
+                continue
+            if read is not None and src not in views:
+                views[src] = read(kv[2 * src], kv[2 * src + 1])
+            k, v = views[src] if read is not None else (kv[2 * src], kv[2 * src + 1])
+            x, _, _ = layer(x, cos, sin, k, v, masks[t], ple_i, norm=norm, form=attention)
         return (self.norm(x, norm), *kv)
 
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
