@@ -10,7 +10,9 @@ from edge_mtp.model.config import TextConfig
 
 def macs_per_row(cfg: TextConfig, context: int) -> dict[str, int]:
     """Multiply-adds of one token (one row) by part: every matmul of the decoder and the tied LM head,
-    and attention over all `context` cache slots (the graphs attend over every slot, masked)."""
+    and attention over all `context` cache slots, as prefill graphs compute it (masked); LiteRT's decode
+    and verify read only a window in sliding layers (docs/tooling.md#windowed-sliding-reads), so for them
+    the attention term is an upper bound."""
     h, p, n = cfg.hidden_size, cfg.ple_dim, cfg.num_heads
     parts = {"attention projections": 0, "mlp": 0, "per-layer embedding": h * cfg.num_layers * p,
              "attention (cache)": 0, "lm head": h * cfg.vocab_size}
