@@ -126,7 +126,7 @@ def export_static_targets(pair: Path, out: Path, context: int) -> dict[str, Path
     """Fixed-shape T=1 and T=K+1 target graphs (the alternative to one dynamic-T graph)."""
     from edge_mtp.contract import ACTIVATIONS, LOGITS, onnx_output
     from edge_mtp.export.graphs import TargetGraph, kv_names, target_sample
-    from edge_mtp.export.onnx import _export
+    from edge_mtp.export.onnx import ATTENTION, _export, fusable_rms_norm
     from edge_mtp.model import load_pair
 
     out.mkdir(exist_ok=True)
@@ -137,7 +137,8 @@ def export_static_targets(pair: Path, out: Path, context: int) -> dict[str, Path
     names = [onnx_output(n) for n in kv_names(tcfg.text)] + [LOGITS, ACTIVATIONS]
     for sig, tokens in (("decode", 1), ("verify", K + 1)):
         started = time.perf_counter()
-        _export(TargetGraph(target), target_sample(tcfg.text, tokens, context), names, {}, paths[sig])
+        graph = TargetGraph(target, norm=fusable_rms_norm, attention=ATTENTION)  # the forms of `edge-export`
+        _export(graph, target_sample(tcfg.text, tokens, context), names, {}, paths[sig])
         print(f"exported static {sig} in {time.perf_counter() - started:.0f} s", flush=True)
     return paths
 
