@@ -25,19 +25,20 @@ import torch
 from edge_mtp.model.layers import AttentionForm, attend
 
 HEADS = 8
-FORMS = {"right": False, "left": True}  # where the cache stands in its products: right = packed per call
+# where the cache stands in its products: right = packed per call, left = read as it lies
+FORMS = {"right": AttentionForm(), "left": AttentionForm(cache_first_head_dim=0)}
 
 
 class Attend(torch.nn.Module):
-    def __init__(self, cache_first: bool):
+    def __init__(self, form: AttentionForm):
         super().__init__()
-        self.cache_first = cache_first
+        self.form = form
 
     def forward(self, q, k, v, mask):
-        return attend(q, k, v, mask, AttentionForm(cache_first_head_dim=0 if self.cache_first else None))
+        return attend(q, k, v, mask, self.form)
 
 
-def convert(slots: int, head_dim: int, cache_first: bool, tokens: list[int], path: Path, runtime: tuple):
+def convert(slots: int, head_dim: int, form: AttentionForm, tokens: list[int], path: Path, runtime: tuple):
     """One .tflite with a signature `t<N>` per token count; returns a CompiledModel of it ((env, options))."""
     import litert_torch
     from ai_edge_litert.compiled_model import CompiledModel
@@ -46,7 +47,7 @@ def convert(slots: int, head_dim: int, cache_first: bool, tokens: list[int], pat
     for t in tokens:
         sample = (torch.zeros(1, t, HEADS, head_dim), torch.zeros(1, 1, slots, head_dim),
                   torch.zeros(1, 1, head_dim, slots), torch.zeros(1, t, slots))
-        converter.add_signature(f"t{t}", Attend(cache_first).eval(), sample_args=sample)
+        converter.add_signature(f"t{t}", Attend(form).eval(), sample_args=sample)
     converter.convert().export(str(path))
     return CompiledModel.from_buffer(path.read_bytes(), environment=runtime[0], options=runtime[1])
 
@@ -94,8 +95,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for shape in a.shapes.split(","):
             slots, head_dim = (int(x) for x in shape.split("x"))
-            models = {form: convert(slots, head_dim, first, tokens, Path(tmp) / f"{shape}-{form}.tflite", runtime)
-                      for form, first in FORMS.items()}
+            models = {name: convert(slots, head_dim, form, tokens, Path(tmp) / f"{shape}-{name}.tflite", runtime)
+                      for name, form in FORMS.items()}
             ios = {form: bound_io(model, rng) for form, model in models.items()}
             runs = {(form, t): [] for form in FORMS for t in tokens}
             for _ in range(a.rounds):

@@ -32,6 +32,18 @@ def _diff(a, b) -> float:
     return float(np.abs(np.asarray(a) - np.asarray(b)).max())
 
 
+def _verify_rows_equal_decodes(lite, tokens: list[int], position: int):
+    """Verify `tokens` at `position`, then decode each of them alone at its position: every verify row must
+    equal its decode bit for bit (logits and hidden state). Returns the verify step."""
+    verified = lite.verify(tokens, position)
+    lite.rollback(position)
+    for i, token in enumerate(tokens):
+        one = lite.verify([token], position + i)  # one row: the decode graph
+        assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
+        assert np.array_equal(verified.hidden[i], one.hidden[0]), (i, _diff(verified.hidden[i], one.hidden[0]))
+    return verified
+
+
 def test_every_graph_matches_pytorch(pairs, bundles, preset):
     """prefill_32 + prefill_8 + decode (prompt), verify (K+1 at an offset), drafter step, embedders."""
     lite, ref = LiteRTBackend(bundles.path(preset)), _torch(pairs, preset)
@@ -91,13 +103,7 @@ def test_verify_rows_equal_decodes_bit_for_bit(bundles, preset, quant):
     lite = LiteRTBackend(bundles.path(preset, quant))
     prompt = list(range(300, 341))
     lite.prefill(prompt)
-    tokens = [7, 8, 9, 10, 11]
-    verified = lite.verify(tokens, len(prompt))
-    lite.rollback(len(prompt))
-    for i, token in enumerate(tokens):
-        one = lite.verify([token], len(prompt) + i)  # one row: the decode graph
-        assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
-        assert np.array_equal(verified.hidden[i], one.hidden[0]), (i, _diff(verified.hidden[i], one.hidden[0]))
+    _verify_rows_equal_decodes(lite, [7, 8, 9, 10, 11], len(prompt))
 
 
 def _tensor_shapes(bundle, section: str, signature: str) -> set[tuple[int, ...]]:
@@ -140,12 +146,7 @@ def test_windowed_sliding_reads(pairs, bundles, preset, quant, position):
     prompt = [300 + (i * 37) % 3000 for i in range(position)]
     lite.prefill(prompt)
     tokens = [7, 8, 9, 10, 11]
-    verified = lite.verify(tokens, position)
-    lite.rollback(position)
-    for i, token in enumerate(tokens):
-        one = lite.verify([token], position + i)
-        assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
-        assert np.array_equal(verified.hidden[i], one.hidden[0]), (i, _diff(verified.hidden[i], one.hidden[0]))
+    verified = _verify_rows_equal_decodes(lite, tokens, position)
     if quant == "fp32":
         ref = _torch(pairs, preset, WINDOWED_CONTEXT)
         ref.prefill(prompt)
@@ -173,12 +174,8 @@ def test_cache_first_products_keep_rows_invariant(pairs, tmp_path, monkeypatch):
     lite.prefill(prompt)
     ref.prefill(prompt)
     tokens = [7, 8, 9, 10, 11]
-    verified = lite.verify(tokens, len(prompt))
+    verified = _verify_rows_equal_decodes(lite, tokens, len(prompt))
     assert _diff(verified.logits, ref.verify(tokens, len(prompt)).logits) <= LOGIT_TOL
-    lite.rollback(len(prompt))
-    for i, token in enumerate(tokens):
-        one = lite.verify([token], len(prompt) + i)
-        assert np.array_equal(verified.logits[i], one.logits[0]), (i, _diff(verified.logits[i], one.logits[0]))
 
 
 def test_litert_lm_engine_runs_our_bundle_with_speculation(pairs, bundles, tmp_path):
