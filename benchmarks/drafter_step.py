@@ -10,6 +10,8 @@ the weights with the chosen recipe, and times each signature with CompiledModel,
         --cache ~/.cache/edge-mtp/drafter-step --json benchmarks/results/drafter_step/e2b-int4.json
 
 `--no-window` converts the sliding layers reading the whole buffer (the graphs before the window cut).
+`--compare LABEL=PATH` also times another drafter section (e.g. one this script built at an older commit),
+interleaved with this one, so that a before/after ratio comes from one run.
 Results and the history of the numbers: docs/tooling.md#drafter-head.
 """
 
@@ -60,6 +62,7 @@ def build_section(target_dir: Path, drafter_dir: Path, quant: str, context: int,
     weights = litert.ExternalWeights(drafter, "drafter", external)
     reader = TensorReader(drafter_dir)
     sources = {k: WeightSource(n, s, lambda a, b, n=n: reader.rows(n, a, b)) for k, (n, s) in weights.sources().items()}
+    sources = litert.bind_sources(sources, drafter, weights)
     jobs = litert.drafter_signatures(drafter, tcfg, context, weights, litert.dynamic_window if window else None)
     skeleton = out.with_suffix(".graph.tflite")
     with torch.no_grad():
@@ -119,21 +122,27 @@ def main() -> None:
     ap.add_argument("--repetitions", type=int, default=4)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edge-mtp" / "drafter-step")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                    help="another drafter section .tflite to time interleaved with this one")
     a = ap.parse_args()
     target_dir, drafter_dir = drafter_only_checkpoint(a.preset, a.cache / a.preset)
     tag = f"{a.preset}-{a.quant}-c{a.context}{'-nowindow' if a.no_window else ''}"
     section = build_section(target_dir, drafter_dir, a.quant, a.context, not a.no_window, a.cache / f"{tag}.tflite")
-    timer = Timer(section, a.threads)
-    runs = {sig: [] for sig in timer.io}
+    timers = {"": Timer(section, a.threads)}
+    for spec in a.compare:
+        label, _, path = spec.partition("=")
+        timers[f"{label}:"] = Timer(Path(path), a.threads)
+    runs = {(label, sig): [] for label, timer in timers.items() for sig in timer.io}
     for _ in range(a.repetitions):
-        for sig in runs:
-            runs[sig].append(round(timer.ms(sig, a.calls), 3))
+        for label, sig in runs:
+            runs[(label, sig)].append(round(timers[label].ms(sig, a.calls), 3))
+    runs = {f"{label}{sig}": values for (label, sig), values in runs.items()}
     result = {"preset": a.preset, "quant": a.quant, "context": a.context, "window": not a.no_window,
               "threads": a.threads, "calls": a.calls, "ms": runs,
               "median_ms": {sig: statistics.median(v) for sig, v in runs.items()},
-              "load_average": os.getloadavg(), "section_bytes": section.stat().st_size}
+              "load_average": os.getloadavg(), "section_bytes": section.stat().st_size, "compare": a.compare}
     for sig, values in runs.items():
-        print(f"{sig:28s} median {statistics.median(values):7.3f} ms  runs {values}")
+        print(f"{sig:36s} median {statistics.median(values):7.3f} ms  runs {values}")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=1) + "\n")

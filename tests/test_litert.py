@@ -212,6 +212,10 @@ def test_quantized_bundles_are_smaller_and_run(pairs, bundles, quant):
     assert small.stat().st_size < fp32.stat().st_size * (0.4 if quant == "int8" else 0.3)
     manifest = read_bundle(small).manifest()
     assert all(manifest["recipes"][s] for s in manifest["sections"])
+    # the drafter's token table is stored in cluster order (docs/bundle.md#drafter-token-table); the drafter
+    # parity tests above check that its graphs read it so
+    assert manifest["recipes"][c.MTP_DRAFTER][c.RECIPE_ROW_ORDER] == {c.DRAFTER_TABLE: c.TOKEN_ORDERING}
+    assert c.RECIPE_ROW_ORDER not in manifest["recipes"][c.PREFILL_DECODE]
     prompt = pairs.prompts("tiny-e2b")[0]
     gen = generate(LiteRTBackend(small), prompt, LoopConfig(draft_len=BUNDLE_K, max_new_tokens=NEW))
     assert len(gen.tokens) == NEW

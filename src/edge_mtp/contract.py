@@ -91,6 +91,12 @@ KV_PREFIX = "kv_cache_"
 # Graphs are converted with their weights as inputs `weights_<key>`; the exporter then turns those inputs
 # into constants (quantized tensor by tensor), so no finished export has an input with this prefix.
 WEIGHTS_PREFIX = "weights_"
+# A LiteRT drafter section with a centroid head stores the drafter's token table (module key DRAFTER_TABLE)
+# with its rows in cluster order: row j holds token TOKEN_ORDERING[j] (docs/bundle.md#drafter-token-table).
+# The section's manifest recipe records it as RECIPE_ROW_ORDER: {checkpoint tensor: ordering tensor}.
+DRAFTER_TABLE = "model.embed_tokens.weight"
+TOKEN_ORDERING = "masked_embedding.token_ordering"
+RECIPE_ROW_ORDER = "row_order"
 
 
 def kv_name(kind: str, layer: int) -> str:

@@ -84,3 +84,42 @@ def test_runtime_placement_gives_the_scatter_s_numbers():
         assert ids.shape == scores.shape == (1, 1, TOP_K * VOCAB // CLUSTERS)
         placed = place_candidates(scores.numpy(), ids.numpy().astype(np.int32), VOCAB)
         assert np.array_equal(placed, reference[0, 0].numpy())
+
+
+def test_cluster_ordered_table_gives_the_same_logits():
+    """`HeadForm(clustered_table=True)` reads the rows of a table stored in cluster order (`cluster_ordered`,
+    what LiteRT drafter sections hold) by position: the logits must equal the canonical-order head's exactly."""
+    from edge_mtp.model.drafter import HeadForm, cluster_ordered, keep_candidates
+
+    clustered = HeadForm(clustered_table=True)
+    for seed in range(3):
+        ours, _, table, hn = _heads(seed)
+        permuted = cluster_ordered(table, ours.token_ordering)
+        with torch.no_grad():
+            reference = ours(hn, table)
+            logits = ours(hn, permuted, form=clustered)
+            scores, ids = ours(hn, permuted, keep_candidates, clustered)
+            ref_scores, ref_ids = ours(hn, table, keep_candidates)
+            wrong = ours(hn, table, form=clustered)  # canonical rows read by position: other numbers
+        assert torch.equal(logits, reference)
+        assert torch.equal(ids, ref_ids) and torch.equal(scores, ref_scores)
+        assert not torch.equal(wrong, reference)
+
+
+def test_multiply_sum_scores_equal_the_float64_dot_products():
+    """`HeadForm(multiply_sum=True)` (the LiteRT drafter's form) scores the same candidates as the matmul, to
+    float32 rounding of a differently ordered sum, and both equal a float64 reference."""
+    from edge_mtp.model.drafter import HeadForm, cluster_ordered, keep_candidates
+
+    for seed in range(3):
+        ours, _, table, hn = _heads(seed)
+        with torch.no_grad():
+            ref_scores, ref_ids = ours(hn, table, keep_candidates)
+            forms = [HeadForm(multiply_sum=True), HeadForm(clustered_table=True, multiply_sum=True)]
+            tables = [table, cluster_ordered(table, ours.token_ordering)]
+            for form, rows in zip(forms, tables, strict=True):
+                scores, ids = ours(hn, rows, keep_candidates, form)
+                assert torch.equal(ids, ref_ids)
+                exact = table.double()[ids[0, 0]] @ hn[0, 0].double()
+                torch.testing.assert_close(scores[0, 0].double(), exact, rtol=1e-6, atol=1e-6)
+                torch.testing.assert_close(scores, ref_scores, rtol=1e-6, atol=1e-6)

@@ -131,10 +131,11 @@ def _attention_reference(q, k, v, valid):
 
 
 FORMS = [AttentionForm(), AttentionForm(einsum=False), AttentionForm(cache_first_head_dim=16),
-         AttentionForm(einsum=False, cache_first_head_dim=16)]
+         AttentionForm(einsum=False, cache_first_head_dim=16), AttentionForm(cache_first_head_dim=0, halves=False)]
 
 
-@pytest.mark.parametrize("form", FORMS, ids=["einsum", "matmul", "einsum-cache-first", "matmul-cache-first"])
+@pytest.mark.parametrize("form", FORMS, ids=["einsum", "matmul", "einsum-cache-first", "matmul-cache-first",
+                                             "cache-first-one-batch"])
 @pytest.mark.parametrize(("hq", "hkv", "s"), [(4, 1, 11), (4, 1, 12), (8, 2, 12), (4, 4, 11)])
 def test_attend_equals_plain_softmax_attention(hq, hkv, s, form):
     """Every form of the cache products (docs/tooling.md#cache-first-products; head dim 16 here, so the

@@ -222,7 +222,7 @@ def _check_quantized(mode: str, section: str, schemes: dict[str, str]) -> None:
 
 def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
     """Write the bundle to `out`; returns its manifest."""
-    from edge_mtp.export.litert import GraphShapes, convert_sections, section_jobs
+    from edge_mtp.export.litert import GraphShapes, bind_sources, convert_sections, row_orders, section_jobs
     from edge_mtp.litertlm import write_bundle
     from edge_mtp.quantize.tflite import bind_weights, weight_keys
 
@@ -240,14 +240,19 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
         graphs = cached(key, work, lambda d: convert_sections(jobs, d, bars.converted))
         bars.all_converted()
         bars.to_bind([weight_keys(g) for g in graphs.values()])
+        sources = bind_sources(sk.sources, sk.drafter, sk.drafter_weights)
+        permuted = row_orders(sk.drafter, sk.drafter_weights).keys()
         sections, recipes = {}, {}
         for section, graph in graphs.items():
             sections[section] = work / f"{section}.tflite"
+            keys = weight_keys(graph)
             with open(sections[section], "wb") as f:
-                schemes = bind_weights(graph, f, sk.sources, rules, bars.bound)
+                schemes = bind_weights(graph, f, sources, rules, bars.bound)
             graph.unlink()
             _check_quantized(opts.quant, section, schemes)
             recipes[section] = {"mode": opts.quant, "weights": schemes}
+            if keys & permuted:
+                recipes[section][c.RECIPE_ROW_ORDER] = {sources[k].name: c.TOKEN_ORDERING for k in keys & permuted}
         manifest = _manifest("litertlm", target_dir, drafter_dir, opts, sk.tcfg, recipes, sections, LITERT_TOOLS)
         manifest_path = work / c.MANIFEST_FILE
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))

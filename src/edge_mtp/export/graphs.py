@@ -26,7 +26,7 @@ from torch import nn
 from edge_mtp import contract as c
 from edge_mtp.model import FULL, SLIDING, Gemma4Drafter, Gemma4Target, TextConfig
 from edge_mtp.model.layers import AttentionForm, KVWriter, NormFn, rms_norm, write_rows
-from edge_mtp.model.drafter import keep_candidates, scatter_candidates
+from edge_mtp.model.drafter import HeadForm, keep_candidates, scatter_candidates
 from edge_mtp.model.target import SlidingReads, WindowReader
 
 
@@ -154,13 +154,17 @@ class DrafterGraph(nn.Module):
     """One draft step from LiteRT-LM's inputs. `candidates=True` (centroid head only): outputs the head's
     candidates (`CANDIDATE_LOGITS`, `CANDIDATE_IDS`) instead of full-vocabulary `LOGITS`. With a
     `window_reader` the sliding layers get only the slots their window can reach, not the whole buffer;
-    `attention`: the form of the attention products (`layers.AttentionForm`)."""
+    `attention`, `head`: the forms of the attention products and of the centroid head
+    (`layers.AttentionForm`, `model.drafter.HeadForm`)."""
 
     def __init__(self, drafter: Gemma4Drafter, target_cfg: TextConfig, external: ExternalWeights | None = None,
                  candidates: bool = False, window_reader: WindowReader | None = None,
-                 attention: AttentionForm = AttentionForm()):
+                 attention: AttentionForm = AttentionForm(), head: HeadForm = HeadForm()):
         super().__init__()
         self.attention = attention
+        if head != HeadForm() and not has_centroid_head(drafter):
+            raise ValueError(f"{head} needs the drafter's centroid head")
+        self.head = head
         self.drafter = drafter
         self.window = target_cfg.sliding_window
         self.names = drafter_kv_names(target_cfg)
@@ -197,7 +201,7 @@ class DrafterGraph(nn.Module):
         k_s, v_s, sliding = self.sliding_window(k_s, v_s, sliding)
         with self.external.bound(weights):
             logits, carry = self.drafter(activations, query, k_s, v_s, k_f, v_f, sliding, full, self.place,
-                                         self.attention)
+                                         self.attention, self.head)
         if self.candidates:
             scores, ids = logits
             return {c.CANDIDATE_LOGITS: scores, c.CANDIDATE_IDS: ids.to(torch.int32), c.PROJECTED_ACTIVATIONS: carry}

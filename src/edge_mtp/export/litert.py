@@ -21,6 +21,7 @@ from edge_mtp import contract as c
 from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, TargetGraph, drafter_sample,
                                     has_centroid_head, lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
+from edge_mtp.model.drafter import HeadForm
 from edge_mtp.model.layers import AttentionForm, rms_norm
 from edge_mtp.model.target import SlidingReads
 from edge_mtp.quiet import quiet
@@ -116,26 +117,50 @@ def _convert(signatures: list[tuple[str, torch.nn.Module, dict]], path: Path) ->
 
 
 # Attention layers whose head dim reaches this compute their cache products with the cache as the left operand
-# (`model/layers.py: _cache_times`): in decode, verify and the drafter step. Measured on XNNPACK, 2 threads
-# (docs/tooling.md#cache-first-products): faster for 512-wide heads (E2B/E4B's full layers, the drafter's full
-# layer) at 1-4 tokens; slower for one token over a 256-wide sliding layer's 768-slot window (+35%). Prefill
+# (`model/layers.py: _cache_times`): in decode and verify (the drafter has its own, `DRAFTER_ATTENTION`). Measured
+# on XNNPACK, 2 threads (docs/tooling.md#cache-first-products): faster for 512-wide heads (E2B/E4B's full layers)
+# at 1-4 tokens; slower for one token over a 256-wide sliding layer's 768-slot window (+35%). Prefill
 # (128 tokens of 8 heads) was not measured in this form and keeps the other.
 CACHE_FIRST_HEAD_DIM = 512
 
 
 def attention_form() -> AttentionForm:
-    """The attention products of the decode, verify and drafter graphs: einsums, cache first from
+    """The attention products of the decode and verify graphs: einsums, cache first from
     `CACHE_FIRST_HEAD_DIM` on (read when called, so a test can lower it)."""
     return AttentionForm(einsum=True, cache_first_head_dim=CACHE_FIRST_HEAD_DIM)
+
+
+def row_orders(drafter: Gemma4Drafter, weights: ExternalWeights) -> dict[str, torch.Tensor]:
+    """{weight input key: row order} of the drafter weights the LiteRT graphs read with permuted rows: with
+    a centroid head, the token table in cluster order (`model.drafter.cluster_ordered`), so that a draft
+    step reads its candidates' rows as top-k contiguous runs (docs/tooling.md#drafter-head)."""
+    if not has_centroid_head(drafter):
+        return {}
+    return {weights.key(c.DRAFTER_TABLE): drafter.masked_embedding.token_ordering}
+
+
+def bind_sources(sources: dict, drafter: Gemma4Drafter, drafter_weights: ExternalWeights) -> dict:
+    """The weight sources to bind into the LiteRT sections: `sources` with `row_orders` applied."""
+    orders = row_orders(drafter, drafter_weights)
+    return {k: s.permuted(orders[k].numpy()) if k in orders else s for k, s in sources.items()}
+
+
+# The drafter step's forms, measured on the E2B drafter section (int4, context 2048, CompiledModel;
+# docs/tooling.md#drafter-head): its one token of 4 query heads reads every layer's cache fastest as the left
+# operand in one batch (a batch of two halves copied the full layer's 4 MB K and V on every call), and the head
+# reads its table in cluster order and scores by multiply-sum (`model.drafter.HeadForm`).
+DRAFTER_ATTENTION = AttentionForm(einsum=True, cache_first_head_dim=0, halves=False)
+DRAFTER_HEAD = HeadForm(clustered_table=True, multiply_sum=True)
 
 
 def drafter_signatures(drafter: Gemma4Drafter, cfg, context: int, weights: ExternalWeights | None = None,
                        window_reader=dynamic_window) -> list[tuple[str, torch.nn.Module, dict]]:
     """The drafter section's signatures: LiteRT-LM's `mtp_drafter` and, with a centroid head, ours without
-    the vocabulary-sized placement (docs/bundle.md#drafter-candidates)."""
-    form = attention_form()
+    the vocabulary-sized placement (docs/bundle.md#drafter-candidates). With a centroid head both read the
+    token table in cluster order (`row_orders`)."""
+    head = DRAFTER_HEAD if has_centroid_head(drafter) else HeadForm()
     graph = lambda candidates: DrafterGraph(drafter, cfg, weights, candidates=candidates,  # noqa: E731
-                                            window_reader=window_reader, attention=form)
+                                            window_reader=window_reader, attention=DRAFTER_ATTENTION, head=head)
     jobs = [(c.SIG_DRAFTER, graph(False), drafter_sample(cfg, drafter, context, weights))]
     if has_centroid_head(drafter):
         jobs.append((c.SIG_DRAFTER_CANDIDATES, graph(True), drafter_sample(cfg, drafter, context, weights)))

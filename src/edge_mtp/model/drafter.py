@@ -13,6 +13,8 @@ step may see (the transformers-exact "stale" view or a clean one, see `edge_mtp.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -49,12 +51,36 @@ def keep_candidates(scores: torch.Tensor, ids: torch.Tensor, vocab: int) -> tupl
     return scores, ids
 
 
+def cluster_ordered(table: torch.Tensor, token_ordering: torch.Tensor) -> torch.Tensor:
+    """The token table with its rows in cluster order: row j holds token `token_ordering[j]`, so the V/C
+    tokens of each cluster are contiguous rows (what `HeadForm(clustered_table=True)` reads)."""
+    return table[token_ordering]
+
+
+@dataclass(frozen=True)
+class HeadForm:
+    """How `CentroidHead` reads and scores its candidates' rows, chosen per export format (like
+    `layers.AttentionForm`); every form gives the same candidates, with the same logits up to the order
+    of a sum. Measured on the E2B drafter step in LiteRT (docs/tooling.md#drafter-head):
+
+    `clustered_table`: the table's rows are in cluster order (`cluster_ordered`), and the candidates'
+    rows are read by position, top_k runs of V/C contiguous rows, instead of by token id from all over
+    the table (a scattered lookup that waited on memory for ~1.3 ms of a 3 ms step).
+    `multiply_sum`: each score as the rows times hn, summed over h, instead of a matmul against the one
+    column hn (which XNNPACK ran with a 32-column kernel tile).
+    """
+
+    clustered_table: bool = False
+    multiply_sum: bool = False
+
+
 class CentroidHead(nn.Module):
     """Clustered LM head ("Efficient Embedder"): score 2048 centroids, keep the top-k clusters' tokens.
 
     Only the top_k * (V / C) candidate tokens get real logits; every other token gets min(candidates) - 1,
     so it can never be the argmax but keeps a finite probability (as transformers does). `place` puts the
     candidates into the full vocabulary (`scatter_candidates`), or `keep_candidates` leaves them to the runtime.
+    `form` (`HeadForm`): how the candidates' rows are read and scored.
     """
 
     def __init__(self, cfg: DrafterConfig):
@@ -64,14 +90,24 @@ class CentroidHead(nn.Module):
         self.centroids = nn.Linear(cfg.text.hidden_size, cfg.num_centroids, bias=False)
         self.register_buffer("token_ordering", torch.empty(cfg.text.vocab_size, dtype=torch.long))
 
-    def forward(self, hn: torch.Tensor, table: torch.Tensor, place=scatter_candidates) -> torch.Tensor:
-        """hn: [B, 1, h]; table: the tied [V, h] embedding. Returns full-vocab logits [B, 1, V]."""
+    def forward(self, hn: torch.Tensor, table: torch.Tensor, place=scatter_candidates,
+                form: HeadForm = HeadForm()) -> torch.Tensor:
+        """hn: [B, 1, h]; table: the tied [V, h] embedding (in cluster order with `form.clustered_table`).
+        Returns full-vocab logits [B, 1, V] (or what `place` makes of the candidates)."""
         b, vocab = hn.shape[0], table.shape[0]
+        per_cluster = vocab // self.num_centroids
         top = torch.topk(self.centroids(hn), self.top_k, dim=-1).indices  # [B, 1, k]
-        clusters = self.token_ordering.view(self.num_centroids, vocab // self.num_centroids)
+        clusters = self.token_ordering.view(self.num_centroids, per_cluster)
         ids = clusters[top].reshape(b, 1, -1)  # [B, 1, k * V/C] canonical token ids
-        # F.embedding, not table[ids]: an EMBEDDING_LOOKUP, which reads a quantized table in LiteRT
-        scores = torch.matmul(F.embedding(ids, table), hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
+        rows = ids
+        if form.clustered_table:  # cluster c's tokens are rows c * V/C ... (c + 1) * V/C - 1
+            rows = (top.unsqueeze(-1) * per_cluster + torch.arange(per_cluster, dtype=top.dtype)).reshape(b, 1, -1)
+        # F.embedding, not table[rows]: an EMBEDDING_LOOKUP, which reads a quantized table in LiteRT
+        candidates = F.embedding(rows, table)  # [B, 1, N, h]
+        if form.multiply_sum:
+            scores = (candidates * hn.unsqueeze(-2)).sum(-1)
+        else:
+            scores = torch.matmul(candidates, hn.unsqueeze(-1)).squeeze(-1)  # [B, 1, N]
         return place(scores, ids, vocab)
 
 
@@ -114,21 +150,25 @@ class Gemma4Drafter(nn.Module):
             x, _, _ = layer(x, *rope[t], *kv[t], masks[t], form=attention)
         return self.model.norm(x)
 
-    def logits(self, hn: torch.Tensor, place=scatter_candidates) -> torch.Tensor:
+    def logits(self, hn: torch.Tensor, place=scatter_candidates, head: HeadForm = HeadForm()) -> torch.Tensor:
+        """`place`, `head`: see `CentroidHead` (the dense head ignores them)."""
         table = self.model.embed_tokens.weight
-        return torch.matmul(hn, table.t()) if self.dense_head else self.masked_embedding(hn, table, place)
+        if self.dense_head:
+            return torch.matmul(hn, table.t())
+        return self.masked_embedding(hn, table, place, head)
 
     def forward(self, activations: torch.Tensor, position: torch.Tensor,
                 k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
                 sliding_range: torch.Tensor, full_range: torch.Tensor, place=scatter_candidates,
-                attention: AttentionForm = AttentionForm()) -> tuple[torch.Tensor, torch.Tensor]:
+                attention: AttentionForm = AttentionForm(), head: HeadForm = HeadForm()
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """One draft step for B independent queries.
 
         activations [B, 1, 2H_target] (embedding first, carry second); position [B] (the query position,
         constant within a round); the target's store-layer buffers K [1 or B, Hkv, S, D], V [.., D, S];
-        ranges [B, 2] inclusive visible slots; `place`: see `CentroidHead`; `attention`: the form of the
-        attention products (`layers.AttentionForm`). Returns (logits [B, 1, V], carry [B, 1, H_target]).
+        ranges [B, 2] inclusive visible slots; `place`, `head`: see `CentroidHead`; `attention`: the form of
+        the attention products (`layers.AttentionForm`). Returns (logits [B, 1, V], carry [B, 1, H_target]).
         """
         hn = self.hidden(activations, position, k_sliding, v_sliding, k_full, v_full, sliding_range, full_range,
                          attention)
-        return self.logits(hn, place), self.post_projection(hn)
+        return self.logits(hn, place, head), self.post_projection(hn)

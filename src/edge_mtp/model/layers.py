@@ -8,6 +8,7 @@ backends or caches beyond "a K/V buffer tensor and the slots to write".
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -112,10 +113,13 @@ class AttentionForm:
     into one FusedMatMul (its Einsum kernel ran the same products 3x slower).
     `cache_first_head_dim`: layers whose head dim reaches it put the cache on the left of both products
     (`_cache_times`); None: never.
+    `halves`: a cache-first product with one KV head is split into a batch of two halves, as
+    `_times_transposed` does (False: one batch, the cache as it lies).
     """
 
     einsum: bool = True
     cache_first_head_dim: int | None = None
+    halves: bool = True
 
     def cache_first(self, head_dim: int) -> bool:
         return self.cache_first_head_dim is not None and head_dim >= self.cache_first_head_dim
@@ -137,7 +141,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     hkv = k.shape[1]
     group = hq // hkv
     q = q.reshape(b, t, hkv, group, d).transpose(1, 2).reshape(b, hkv, t * group, d)
-    product = _cache_times if form.cache_first(d) else _times_transposed
+    if form.cache_first(d):
+        product = functools.partial(_cache_times, halves=form.halves)
+    else:
+        product = _times_transposed
     scores = product(q, k, form.einsum)
     scores = _add_mask(scores, mask, t, group)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
@@ -181,14 +188,14 @@ def _times_transposed(x: torch.Tensor, y: torch.Tensor, einsum: bool = True) -> 
     return halves.permute(0, 2, 1, 3).reshape(b, 1, r, m)
 
 
-def _cache_times(x: torch.Tensor, cache: torch.Tensor, einsum: bool = True) -> torch.Tensor:
+def _cache_times(x: torch.Tensor, cache: torch.Tensor, einsum: bool = True, halves: bool = True) -> torch.Tensor:
     """`_times_transposed(x, cache)` computed as (cache . x^T)^T, the cache being the left operand: XNNPACK then
     reads the K or V buffer as it lies instead of packing it on every call, and packs the few query rows
     (docs/tooling.md#cache-first-products). With one head and an even M the cache's M axis is split into a
     batch of two halves, as in `_times_transposed`, so that the product stays a BATCH_MATMUL. Every sum is
     the same."""
     b, n, m, c = cache.shape
-    if n > 1 or m % 2:
+    if n > 1 or m % 2 or not halves:
         return _contract(cache, x, einsum).transpose(2, 3)
     halves = _contract(cache.reshape(b, 2, m // 2, c), torch.cat([x, x], dim=1), einsum)
     return halves.reshape(b, 1, m, x.shape[2]).transpose(2, 3)

@@ -43,6 +43,22 @@ class WeightSource:
     shape: tuple[int, ...]
     read: RowReader
 
+    def permuted(self, order: np.ndarray) -> "WeightSource":
+        """The same tensor with its rows in `order` (row j is this source's row order[j]). Scattered rows
+        cannot be streamed, so the whole tensor is read on the first call and dropped after its last row
+        (the E2B drafter's 262144 x 256 table: 268 MB)."""
+        rows: list[np.ndarray] = []
+
+        def read(start: int, stop: int) -> np.ndarray:
+            if not rows:
+                rows.append(self.read(0, self.shape[0]))
+            out = rows[0][order[start:stop]]
+            if stop >= self.shape[0]:
+                rows.clear()
+            return out
+
+        return WeightSource(self.name, self.shape, read)
+
 
 @dataclass
 class _Blob:
