@@ -80,8 +80,8 @@ class ExportBackend:
         self.length = 0
 
     # ---- graph calls (subclasses) ---------------------------------------------------------------------
-    def _embed(self, tokens: Sequence[int]) -> dict[str, np.ndarray]:
-        """{embeddings [1,T,H], per_layer_embeddings [1,T,L,P] when the model has them}."""
+    def _embed(self, tokens: Sequence[int], per_layer: bool = True) -> dict[str, np.ndarray]:
+        """{embeddings [1,T,H], per_layer_embeddings [1,T,L,P] when the model has them and `per_layer`}."""
         raise NotImplementedError
 
     def _target(self, tokens: Sequence[int], start: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +123,7 @@ class ExportBackend:
         if self.drafter is None:
             raise EdgeMTPError("this export has no drafter graph; use --draft-len 0")
         input_pos, mask = mask_inputs(views, position, self.context, self.sliding_window)
-        embedding = self._embed([token])[c.EMBEDDINGS]
+        embedding = self._embed([token], per_layer=False)[c.EMBEDDINGS]  # the drafter has no per-layer input
         activations = np.concatenate([embedding, carry.reshape(1, 1, -1).astype(np.float32)], axis=-1)
         logits, carry = self._drafter(activations, input_pos, mask)
         return _finite(logits, "drafter logits", position), carry

@@ -95,13 +95,13 @@ class LiteRTBackend(ExportBackend):
         self.prefill_lengths = sorted(n for s in self.target.signatures if (n := c.prefill_length(s)))
 
     # ---- graph calls ---------------------------------------------------------------------------------
-    def _embed(self, tokens: Sequence[int]) -> dict[str, np.ndarray]:
+    def _embed(self, tokens: Sequence[int], per_layer: bool = True) -> dict[str, np.ndarray]:
         """Per-token embedder calls (the embedder signatures take one token, as LiteRT-LM's do)."""
         def rows(graph, sig, output):
             return np.concatenate([graph.run(sig, token_ids=np.array([[t]], np.int32))[output] for t in tokens], axis=1)
 
         feeds = {c.EMBEDDINGS: rows(self.embedder, c.SIG_EMBEDDER, c.EMBEDDINGS)}
-        if self.per_layer:
+        if self.per_layer and per_layer:
             feeds[c.PER_LAYER_EMBEDDINGS] = rows(self.per_layer, c.SIG_PER_LAYER_EMBEDDER, c.PER_LAYER_EMBEDDINGS)
         return feeds
 

@@ -155,10 +155,10 @@ class OnnxBackend(ExportBackend):
         binding.bind_output(c.ACTIVATIONS)
 
     # ---- graph calls ---------------------------------------------------------------------------------
-    def _embed(self, tokens: Sequence[int]) -> dict[str, np.ndarray]:
+    def _embed(self, tokens: Sequence[int], per_layer: bool = True) -> dict[str, np.ndarray]:
         ids = np.array([list(tokens)], np.int32)
         feeds = {c.EMBEDDINGS: self.sessions[c.ONNX_EMBEDDER].run(None, {c.TOKEN_IDS: ids})[0]}
-        if self.per_layer:
+        if self.per_layer and per_layer:
             feeds[c.PER_LAYER_EMBEDDINGS] = self.sessions[c.ONNX_PER_LAYER_EMBEDDER].run(None, {c.TOKEN_IDS: ids})[0]
         return feeds
 
