@@ -21,28 +21,38 @@ CALLS = 5
 PROMPT = [2, 818, 5279, 529, 7001, 563, 496, 2455, 1003, 236881] * 20
 
 
-def child(src: str, bundle: str) -> None:
-    sys.path.insert(0, src)
-    from edge_mtp.runtime.litert_backend import LiteRTBackend
+def backend_calls(backend, verify_rows: int = 4) -> dict:
+    """{decode, verify, draft: a function timing `count` calls of it, median ms} after a 200-token prefill;
+    every call is rolled back to the prompt (also used by perf_profile.py)."""
     from edge_mtp.runtime.views import drafter_views
 
-    backend = LiteRTBackend(bundle)
     n = len(PROMPT)
     carry = backend.prefill(PROMPT).hidden[-1]
     views = drafter_views(0, n - 1, n, backend.sliding_window)
-    calls = {"decode": lambda: backend.verify([7], n), "verify": lambda: backend.verify([7, 8, 9, 10], n),
+    calls = {"decode": lambda: backend.verify([7], n), "verify": lambda: backend.verify([7] * verify_rows, n),
              "draft": lambda: backend.draft(12, carry, n, views)}
-    for _ in sys.stdin:
-        out = {}
-        for name, call in calls.items():
+
+    def timed(call):
+        def median_ms(count: int) -> float:
             times = []
-            for _ in range(CALLS):
+            for _ in range(count):
                 start = time.perf_counter()
                 call()
                 times.append(time.perf_counter() - start)
                 backend.rollback(n)
-            out[name] = statistics.median(times) * 1e3
-        print(json.dumps(out), flush=True)
+            return statistics.median(times) * 1e3
+        return median_ms
+
+    return {name: timed(call) for name, call in calls.items()}
+
+
+def child(src: str, bundle: str) -> None:
+    sys.path.insert(0, src)
+    from edge_mtp.runtime.litert_backend import LiteRTBackend
+
+    calls = backend_calls(LiteRTBackend(bundle))
+    for _ in sys.stdin:
+        print(json.dumps({name: median_ms(CALLS) for name, median_ms in calls.items()}), flush=True)
 
 
 def main() -> None:

@@ -200,7 +200,7 @@ def main() -> None:
         step_sets[f"{fmt} {quant} step"]["draft"]()  # binds the drafter's inputs once
         graph_sets[f"{fmt} {quant} graph"] = (litert_graph_timers if fmt == "litert" else onnx_graph_timers)(backend)
         sizes[f"{fmt} {quant}"] = (path.stat().st_size if fmt == "litert"
-                                   else sum(p.stat().st_size for p in path.glob("*.onnx")))
+                                   else sum(p.stat().st_size for p in path.glob("*.onnx*")))  # with .onnx.data
         if fmt == "onnx" and quant == "fp32" and args.static:
             static_paths = export_static_targets(pair, args.work / "static", args.context)
             graph_sets["onnx fp32 static graph"] = static_timers(backend, static_paths)

@@ -5,7 +5,7 @@ Reads the flatbuffer only (nothing runs). A STABLEHLO_COMPOSITE is counted under
 runtime sees one op. With `--partitions`, each signature is also loaded in the TFLite interpreter with
 the XNNPACK delegate and the number of delegate partitions is counted (one `DELEGATE` node per
 partition; every op XNNPACK does not take splits the graph). ai-edge-litert 2.3.0 has no per-op
-timing profiler reachable from Python, so this is the closest look at what the runtime does.
+timing profiler reachable from Python; `perf_profile.py` samples the running kernels with Linux `perf` instead.
 
     .venv/bin/python benchmarks/opcount.py ours-int8.litertlm theirs-int8/model.tflite --json counts.json
 """

@@ -22,37 +22,23 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-PROMPT = [2, 818, 5279, 529, 7001, 563, 496, 2455, 1003, 236881] * 20
 IN_SIGNATURE = "SignatureRunner::Invoke"
 XNNPACK = "XNNPACK delegate"
 
 
 def child(bundle: str, call: str, calls: int, threads: int) -> None:
-    """Run `calls` calls of one kind; print their median in ms."""
+    """Run `calls` calls of one kind (`ab_bundles.backend_calls`, verify of K+1 rows); print their median in ms."""
+    from ab_bundles import backend_calls
     from edge_mtp.runtime.litert_backend import LiteRTBackend
-    from edge_mtp.runtime.views import drafter_views
 
     backend = LiteRTBackend(bundle, threads)
-    n = len(PROMPT)
-    carry = backend.prefill(PROMPT).hidden[-1]
-    views = drafter_views(0, n - 1, n, backend.sliding_window)
-    k = int(backend.manifest["draft_len"])
-    run = {"decode": lambda: backend.verify([7], n), "verify": lambda: backend.verify([7] * (k + 1), n),
-           "draft": lambda: backend.draft(12, carry, n, views)}[call]
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-        backend.rollback(n)
-    print(json.dumps({"median_ms": 1e3 * statistics.median(times)}))
+    timed = backend_calls(backend, verify_rows=int(backend.manifest["draft_len"]) + 1)[call]
+    print(json.dumps({"median_ms": timed(calls)}))
 
 
 def _frames(block: str) -> list[str]:

@@ -172,6 +172,20 @@ def test_write_rows_writes_consecutive_slots_of_both_layouts():
     assert same is k and torch.equal(k, out_k)
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+def test_onnx_scatter_writer_writes_what_write_rows_writes(rows):
+    """The ONNX graphs' K/V writer (one ScatterElements on the buffer as it lies) against `write_rows`, for
+    both cache layouts (K [1, N, S, D] along dim 2, V [1, N, D, S] along dim 3)."""
+    from edge_mtp.export.onnx import scatter_writer
+
+    k, v = _randn(1, 2, 8, 3), _randn(1, 2, 3, 8)
+    new_k = _randn(1, 2, rows, 3)
+    for buffer, new, dim in ((k, new_k, 2), (v, new_k.transpose(2, 3), 3)):
+        expected = write_rows(buffer, new, torch.tensor(4), dim)
+        out = scatter_writer(buffer, new, torch.tensor(4), dim)
+        assert torch.equal(out, expected) and not torch.equal(out, buffer)
+
+
 # ---- roofline: multiply-adds per token (benchmarks/roofline.py) -------------------------------------------
 
 @pytest.mark.parametrize("preset", ["tiny-e2b", "tiny-e4b", "e2b", "e4b"])

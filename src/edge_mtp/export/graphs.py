@@ -119,7 +119,7 @@ class LookupGraph(nn.Module):
 
 class TargetGraph(nn.Module):
     """One target signature; `with_outputs=False` for prefill (cache only). `writer` writes the K/V rows
-    (LiteRT: dynamic-update-slice, ONNX: ScatterND); `norm` computes the RMSNorms (LiteRT: the fused
+    (LiteRT: dynamic-update-slice, ONNX: ScatterElements); `norm` computes the RMSNorms (LiteRT: the fused
     `odml.rms_norm` composite, ONNX: plain ops); `sliding_reads` and `attention` choose how the attention
     reads the cache (`Gemma4Target.decode`)."""
 

@@ -146,9 +146,10 @@ def bind_sources(sources: dict, drafter: Gemma4Drafter, drafter_weights: Externa
 
 
 # The drafter step's forms, measured on the E2B drafter section (int4, context 2048, CompiledModel;
-# docs/tooling.md#drafter-head): its one token of 4 query heads reads every layer's cache fastest as the left
-# operand in one batch (a batch of two halves copied the full layer's 4 MB K and V on every call), and the head
-# reads its table in cluster order and scores by multiply-sum (`model.drafter.HeadForm`).
+# docs/tooling.md#drafter-head): for its one token of 4 query heads, every layer's products written cache first
+# in one batch were fastest (with the batch-of-two split, XNNPACK's memmoves of the full layer's K and V were
+# 13 % of a step), and the head reads its table in cluster order and scores by multiply-sum
+# (`model.drafter.HeadForm`).
 DRAFTER_ATTENTION = AttentionForm(einsum=True, cache_first_head_dim=0, halves=False)
 DRAFTER_HEAD = HeadForm(clustered_table=True, multiply_sum=True)
 

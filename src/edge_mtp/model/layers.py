@@ -114,7 +114,7 @@ class AttentionForm:
     `cache_first_head_dim`: layers whose head dim reaches it put the cache on the left of both products
     (`_cache_times`); None: never.
     `halves`: a cache-first product with one KV head is split into a batch of two halves, as
-    `_times_transposed` does (False: one batch, the cache as it lies).
+    `_times_transposed` does; False: one batch (faster for the drafter's one token, export/litert.py).
     """
 
     einsum: bool = True
@@ -222,7 +222,7 @@ def write_rows(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor, dim
     position 0 (a per-row scatter would overwrite slot 0 with padding). Exporters may pass another
     writer with the same signature (e.g. LiteRT's dynamic-update-slice).
     """
-    slots = start.long() + torch.arange(new.shape[dim])  # int64: ONNX ScatterND takes no int32 indices
+    slots = start.long() + torch.arange(new.shape[dim])  # int64: ONNX's scatters take no int32 indices
     return buffer.index_copy_(dim, slots, new) if in_place else buffer.index_copy(dim, slots, new)
 
 

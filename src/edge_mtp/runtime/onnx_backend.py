@@ -1,7 +1,7 @@
 """The ONNX Runtime backend: runs an `edge-export --format onnx` directory with onnxruntime's CPU provider.
 
 The K/V cache is one set of OrtValues bound with IO binding as both `kv_cache_*` input and
-`out_kv_cache_*` output of the target graph, so ScatterND writes the new rows in place and no call
+`out_kv_cache_*` output of the target graph, so its ScatterElements write the new rows in place and no call
 copies the cache through Python; the drafter binds the same OrtValues as read-only inputs. The
 target graph has a dynamic token axis: prefill is one call, verify one call of K+1 tokens (or fewer).
 """
