@@ -62,7 +62,7 @@ def build_section(target_dir: Path, drafter_dir: Path, quant: str, context: int,
     weights = litert.ExternalWeights(drafter, "drafter", external)
     reader = TensorReader(drafter_dir)
     sources = {k: WeightSource(n, s, lambda a, b, n=n: reader.rows(n, a, b)) for k, (n, s) in weights.sources().items()}
-    sources = litert.bind_sources(sources, drafter, weights)
+    sources = litert.bind_sources(sources, litert.row_orders(drafter, weights))
     jobs = litert.drafter_signatures(drafter, tcfg, context, weights, litert.dynamic_window if window else None)
     skeleton = out.with_suffix(".graph.tflite")
     with torch.no_grad():

@@ -240,8 +240,8 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
         graphs = cached(key, work, lambda d: convert_sections(jobs, d, bars.converted))
         bars.all_converted()
         bars.to_bind([weight_keys(g) for g in graphs.values()])
-        sources = bind_sources(sk.sources, sk.drafter, sk.drafter_weights)
-        permuted = row_orders(sk.drafter, sk.drafter_weights).keys()
+        orders = row_orders(sk.drafter, sk.drafter_weights)
+        sources, permuted = bind_sources(sk.sources, orders), orders.keys()
         sections, recipes = {}, {}
         for section, graph in graphs.items():
             sections[section] = work / f"{section}.tflite"

@@ -186,8 +186,9 @@ class DrafterGraph(nn.Module):
         return query, sliding, full
 
     def sliding_window(self, k: torch.Tensor, v: torch.Tensor, sliding: torch.Tensor):
-        """(K, V, range) cut to the W + 1 slots the sliding range can span, rounded up to an even count (the
-        one-KV-head products split the slots in halves); unchanged when the buffer is not longer."""
+        """(K, V, range) cut to the W + 1 slots the sliding range can span, rounded up to an even count (which
+        a form that splits one-KV-head products into halves needs, `AttentionForm.halves`; the LiteRT
+        drafter's own form does not split); unchanged when the buffer is not longer."""
         slots, length = k.shape[2], (self.window + 2) // 2 * 2
         if self.window_reader is None or slots <= length:
             return k, v, sliding

@@ -139,9 +139,8 @@ def row_orders(drafter: Gemma4Drafter, weights: ExternalWeights) -> dict[str, to
     return {weights.key(c.DRAFTER_TABLE): drafter.masked_embedding.token_ordering}
 
 
-def bind_sources(sources: dict, drafter: Gemma4Drafter, drafter_weights: ExternalWeights) -> dict:
-    """The weight sources to bind into the LiteRT sections: `sources` with `row_orders` applied."""
-    orders = row_orders(drafter, drafter_weights)
+def bind_sources(sources: dict, orders: dict[str, torch.Tensor]) -> dict:
+    """The weight sources to bind into the LiteRT sections: `sources` with `row_orders`' orders applied."""
     return {k: s.permuted(orders[k].numpy()) if k in orders else s for k, s in sources.items()}
 
 
