@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--static", action="store_true", help="also time fixed-shape ONNX target graphs")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                        help="also time this export (an ONNX directory or a .litertlm bundle, e.g. one built by older "
+                             "code), graph calls only, interleaved with the rest; repeatable")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -205,6 +208,12 @@ def main() -> None:
             static_paths = export_static_targets(pair, args.work / "static", args.context)
             graph_sets["onnx fp32 static graph"] = static_timers(backend, static_paths)
             sizes["onnx fp32 static"] = sum(p.stat().st_size for p in (args.work / "static").glob("*.onnx"))
+    for label, path in (item.split("=", 1) for item in args.compare):
+        path = Path(path)
+        is_onnx = path.is_dir() or path.suffix == ".zip"
+        backend = OnnxBackend(path) if is_onnx else LiteRTBackend(path)
+        step_timers(backend)["draft"]()  # prefills, and binds the drafter's inputs once
+        graph_sets[f"{label} graph"] = (onnx_graph_timers if is_onnx else litert_graph_timers)(backend)
     load_before = os.getloadavg()[0]
     results = measure({**graph_sets, **step_sets}, args.rounds, args.iters)
     print_table(results, sizes)

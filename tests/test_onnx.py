@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import BUNDLE_CONTEXT, BUNDLE_K, BUNDLE_PREFILL, LOGIT_TOL
+from conftest import BUNDLE_CONTEXT, BUNDLE_K, BUNDLE_PREFILL, LOGIT_TOL, WINDOWED_CONTEXT
 from edge_mtp.export.graphs import kv_names
 from edge_mtp.runtime import LoopConfig, generate
 from edge_mtp.runtime.litert_backend import LiteRTBackend
@@ -24,8 +24,8 @@ from edge_mtp.runtime.views import drafter_views
 NEW = 40
 
 
-def _torch(pairs, preset):
-    return open_torch_backend(*pairs.dirs(preset), context=BUNDLE_CONTEXT)[0]
+def _torch(pairs, preset, context=BUNDLE_CONTEXT):
+    return open_torch_backend(*pairs.dirs(preset), context=context)[0]
 
 
 def _diff(a, b) -> float:
@@ -52,6 +52,35 @@ def test_every_graph_matches_pytorch(pairs, onnx_exports, preset):
     carry = b.hidden[2]
     (la, ca), (lb, cb) = ox.draft(12, carry, len(prompt) + 2, views), ref.draft(12, carry, len(prompt) + 2, views)
     assert _diff(la, lb) <= LOGIT_TOL and _diff(ca, cb) <= LOGIT_TOL and int(np.argmax(la)) == int(np.argmax(lb))
+
+
+def _window_slices(path) -> list[str]:
+    """The target's Slices of a K/V buffer as just written (ScatterElements): the sliding producers' windows."""
+    graph = onnx.load(path / "target.onnx", load_external_data=False).graph
+    written = {o for n in graph.node if n.op_type == "ScatterElements" for o in n.output}
+    return [n.name for n in graph.node if n.op_type == "Slice" and n.input[0] in written]
+
+
+# As test_litert.py's windowed test: windows begin on both sides of slot 128 (141) and of 256 (268), and at 500
+# the start is clamped to the end of the buffer; the prompt itself (one prefill call of `position` rows) reads
+# a window sized for its T, up to the whole buffer.
+@pytest.mark.parametrize("position", [141, 268, 500])
+def test_windowed_sliding_reads(pairs, onnx_exports, preset, position):
+    """With a context past the window, the one dynamic-T target graph's sliding layers read a window sized for
+    each call's T (`SlidingReads(rows=None)`): prefill, decode and verify still match the PyTorch model,
+    which attends over the whole buffer."""
+    path = onnx_exports.path(preset, "fp32", WINDOWED_CONTEXT)
+    ox, ref = OnnxBackend(path), _torch(pairs, preset, WINDOWED_CONTEXT)
+    cfg = ref.target.cfg
+    producers = [t for t in cfg.layer_types[:cfg.first_shared_layer] if t == "sliding_attention"]
+    assert len(_window_slices(path)) == 2 * len(producers)  # K and V of every sliding producer
+    prompt = [300 + (i * 37) % 3000 for i in range(position)]
+    a, b = ox.prefill(prompt), ref.prefill(prompt)
+    assert _diff(a.logits, b.logits) <= LOGIT_TOL
+    for tokens in ([7], [7, 8, 9, 10, 11]):
+        a, b = ox.verify(tokens, position), ref.verify(tokens, position)
+        assert _diff(a.logits, b.logits) <= LOGIT_TOL and _diff(a.hidden, b.hidden) <= LOGIT_TOL * 10
+        ox.rollback(position), ref.rollback(position)
 
 
 def test_cache_is_updated_in_place(pairs, onnx_exports):

@@ -219,9 +219,25 @@ def test_sliding_window_covers_every_visible_slot_from_an_aligned_start(window, 
     reads = SlidingReads.for_rows(_narrow, window, rows, context)
     assert reads.slots % WINDOW_ALIGN == 0 and reads.slots < context
     for first in range(context - rows + 1):
-        start = int(reads.start(torch.tensor(first), context))
+        start = int(reads.start(torch.tensor(first), reads.slots))
         assert start % WINDOW_ALIGN == 0 and 0 <= start and start + reads.slots <= context, first
         assert start <= max(0, first - window + 1) and first + rows - 1 < start + reads.slots, first
+
+
+@pytest.mark.parametrize("rows", [1, 5, 40, 300, 500])
+def test_a_dynamic_window_follows_the_call_s_rows(rows):
+    """`rows=None` (ONNX's one dynamic-T graph): each call's length is computed from its own T, never past the
+    buffer, and covers every slot its rows can see from an aligned start."""
+    from edge_mtp.model.target import WINDOW_ALIGN, SlidingReads, window_slots
+
+    window, context = 16, 512
+    reads = SlidingReads.for_rows(_narrow, window, None, context)
+    slots = reads.slots_for(rows)
+    assert slots == min(window_slots(window, rows), context) and slots % WINDOW_ALIGN == 0
+    for first in range(0, context - rows + 1, 7):
+        start = int(reads.start(torch.tensor(first), slots))
+        assert start % WINDOW_ALIGN == 0 and 0 <= start and start + slots <= context, first
+        assert start <= max(0, first - window + 1) and first + rows - 1 < start + slots, first
 
 
 def test_no_window_where_it_saves_nothing_or_cannot_stay_aligned():

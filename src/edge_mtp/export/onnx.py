@@ -32,6 +32,7 @@ from edge_mtp.export.graphs import (DrafterGraph, ExternalWeights, LookupGraph, 
                                     kv_names, lookup_sample, target_sample)
 from edge_mtp.model import Gemma4Drafter, Gemma4Target
 from edge_mtp.model.layers import AttentionForm
+from edge_mtp.model.target import SlidingReads
 from edge_mtp.quiet import quiet
 
 OPSET = 21  # int4 weights (GatherBlockQuantized) need opset 21
@@ -51,6 +52,18 @@ def scatter_writer(buffer: torch.Tensor, new: torch.Tensor, start: torch.Tensor,
     shape[dim] = new.shape[dim]
     slots = start.long() + torch.arange(new.shape[dim])  # int64 indices, as ONNX's scatters take
     return buffer.scatter(dim, slots.reshape(shape).expand(new.shape), new)
+
+
+def slice_window(buffer: torch.Tensor, start: torch.Tensor, length, dim: int) -> torch.Tensor:
+    """`length` slots of `buffer` from slot `start` along `dim`, as one Slice (a `WindowReader`). The length
+    may be symbolic, following the graph's token count T (`SlidingReads(rows=None)`): a sliding layer of the
+    one dynamic-T graph reads W + T - 1 positions, rounded to 128-slot blocks, not the whole buffer
+    (docs/tooling.md#windowed-sliding-reads). A Slice, not a Gather of start + arange: V lies [D, S], and
+    onnxruntime's Gather along the last axis moves one float at a time (9.4 of a 109 ms E2B verify)."""
+    first = start.reshape(()).item()  # the exporter turns this into the Slice's computed start
+    torch._check(first >= 0)
+    torch._check(first + length <= buffer.shape[dim])
+    return buffer.narrow(dim, first, length)
 
 
 def fusable_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -92,14 +105,17 @@ def graph_jobs(target: Gemma4Target, drafter: Gemma4Drafter, context: int,
     if c.PER_LAYER_EMBEDDINGS in sample:
         dynamic[c.PER_LAYER_EMBEDDINGS] = {1: tokens}
     outputs = [c.onnx_output(n) for n in kv_names(cfg)] + [c.LOGITS, c.ACTIVATIONS]
-    graph = TargetGraph(target, scatter_writer, external=body, norm=fusable_rms_norm, attention=ATTENTION)
+    reads = SlidingReads.for_rows(slice_window, cfg.sliding_window, None, context)
+    graph = TargetGraph(target, scatter_writer, external=body, norm=fusable_rms_norm, sliding_reads=reads,
+                        attention=ATTENTION)
     jobs = {c.ONNX_TARGET: (graph, sample, outputs, dynamic)}
     for graph, output, key in ((c.ONNX_EMBEDDER, c.EMBEDDINGS, "embed_tokens.weight"),
                                (c.ONNX_PER_LAYER_EMBEDDER, c.PER_LAYER_EMBEDDINGS, "embed_tokens_per_layer.weight")):
         weights = only(key)
         jobs[graph] = (LookupGraph(target, output, weights), lookup_sample(2, weights), [output],
                        {c.TOKEN_IDS: {1: tokens}})
-    jobs[c.ONNX_DRAFTER] = (DrafterGraph(drafter, cfg, drafter_weights, attention=ATTENTION),
+    drafter_graph = DrafterGraph(drafter, cfg, drafter_weights, window_reader=slice_window, attention=ATTENTION)
+    jobs[c.ONNX_DRAFTER] = (drafter_graph,
                             drafter_sample(cfg, drafter, context, drafter_weights),
                             [c.LOGITS, c.PROJECTED_ACTIVATIONS], {})
     if not cfg.ple_dim:

@@ -39,35 +39,59 @@ WindowReader = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 WINDOW_ALIGN = 128
 
 
+def window_slots(window: int, rows):
+    """Aligned slots that hold every position `rows` consecutive queries can see in a window of W:
+    W + rows - 1 positions from a start rounded down to `WINDOW_ALIGN` (up to 127 more), rounded up to it.
+    `rows` may be a symbolic size (ONNX's dynamic-T graph), so the ceiling is (n + 127) // 128 of a positive n:
+    -(-n // 128) floors a negative number, which an exported integer Div truncates (128 slots short)."""
+    return (window + 2 * WINDOW_ALIGN + rows - 3) // WINDOW_ALIGN * WINDOW_ALIGN
+
+
 @dataclass(frozen=True)
 class SlidingReads:
-    """Sliding layers attend to `slots` consecutive cache slots instead of the whole buffer: from the window's
-    first slot rounded down to `WINDOW_ALIGN`, enough for `rows` queries (W + rows - 1 positions).
+    """Sliding layers attend to a few consecutive cache slots instead of the whole buffer: from the window's
+    first slot rounded down to `WINDOW_ALIGN`, enough for `rows` queries (`window_slots`).
 
-    `reader` cuts the slots (LiteRT: a SLICE whose begin is a tensor). Decode and verify must be built with
-    the same `slots` (from verify's rows), so that their reductions have the same length.
+    `reader` cuts the slots (LiteRT: a SLICE whose begin is a tensor; ONNX: a Slice with a computed start).
+    `rows` fixes the length: decode and verify must be built with verify's, so that their reductions have the
+    same length (LiteRT keeps verify rows equal to decodes bit for bit). `rows=None` sizes every call for its
+    own T (`slots_for(t)`), for one graph whose token axis is dynamic (ONNX), clamped to the buffer.
     """
 
     reader: WindowReader
     window: int
-    slots: int
+    rows: int | None
+    context: int
 
     @classmethod
-    def for_rows(cls, reader: WindowReader, window: int, rows: int, context: int) -> "SlidingReads | None":
-        """None where a window saves nothing or its aligned starts would not stay aligned when clamped."""
-        slots = -(-(window + WINDOW_ALIGN + rows - 2) // WINDOW_ALIGN) * WINDOW_ALIGN
-        if slots >= context or context % WINDOW_ALIGN:
+    def for_rows(cls, reader: WindowReader, window: int, rows: int | None, context: int) -> "SlidingReads | None":
+        """None where a window saves nothing (for one row, with `rows=None`) or its aligned starts would not
+        stay aligned when clamped."""
+        if window_slots(window, rows or 1) >= context or context % WINDOW_ALIGN:
             return None
-        return cls(reader, window, slots)
+        return cls(reader, window, rows, context)
 
-    def start(self, first_position: torch.Tensor, context: int) -> torch.Tensor:
+    @property
+    def slots(self) -> int:
+        """The fixed length (`rows` given)."""
+        if self.rows is None:
+            raise ValueError("SlidingReads(rows=None) has a length per call: slots_for(t)")
+        return window_slots(self.window, self.rows)
+
+    def slots_for(self, t):
+        """Slots read by a call of `t` rows (an int, or the graph's symbolic token count)."""
+        if self.rows is not None:
+            return self.slots
+        return torch.sym_min(window_slots(self.window, t), self.context)
+
+    def start(self, first_position: torch.Tensor, slots) -> torch.Tensor:
         """The first slot read: the window of the call's first row, rounded down, kept inside the buffer."""
         first = torch.clamp(first_position - (self.window - 1), min=0)
-        return torch.clamp(first // WINDOW_ALIGN * WINDOW_ALIGN, max=context - self.slots)
+        return torch.clamp(first // WINDOW_ALIGN * WINDOW_ALIGN, max=self.context - slots)
 
-    def cut(self, start: torch.Tensor) -> KVReader:
-        """A `KVReader`: the slots from `start` of a K [B, H, S, D] and a V [B, H, D, S] buffer."""
-        return lambda k, v: (self.reader(k, start, self.slots, 2), self.reader(v, start, self.slots, 3))
+    def cut(self, start: torch.Tensor, slots) -> KVReader:
+        """A `KVReader`: `slots` slots from `start` of a K [B, H, S, D] and a V [B, H, D, S] buffer."""
+        return lambda k, v: (self.reader(k, start, slots, 2), self.reader(v, start, slots, 3))
 
 
 class Embedding(nn.Module):
@@ -163,12 +187,12 @@ class Gemma4Target(nn.Module):
         cfg, x = self.cfg, embeds
         kv = list(kv)
         context = kv[0].shape[2]
-        cut, window_slots = None, None
+        cut, seen = None, None
         if sliding_reads is not None:
-            start = sliding_reads.start(positions[0], context)
-            cut, window_slots = sliding_reads.cut(start), start + torch.arange(sliding_reads.slots,
-                                                                                dtype=positions.dtype)
-        masks = self.masks(positions, context, x.dtype, window_slots)
+            slots = sliding_reads.slots_for(positions.shape[0])
+            start = sliding_reads.start(positions[0], slots)
+            cut, seen = sliding_reads.cut(start, slots), start + torch.arange(slots, dtype=positions.dtype)
+        masks = self.masks(positions, context, x.dtype, seen)
         rope = {t: self.rotary[t](positions[None], x.dtype) for t in self.rotary}
         ple = self._per_layer_inputs(x, per_layer_tokens, norm) if cfg.ple_dim else None
         views = {}  # the window of a store buffer, cut once for all the KV-shared layers that read it

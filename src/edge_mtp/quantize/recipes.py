@@ -23,9 +23,10 @@ divide a row, the next smaller one is used):
 
     fp32, fp16   as above (fp16 weights behind a Cast: ORT's CPU provider has no fp16 MatMul on x86)
     int8         int8 blockwise-128 matmuls and tables
-    int4         int4 blockwise-128 matmuls and tables, int8 blockwise-128 per-layer-embedding projections
-                 (block 128, not 32: fp32 block scales cost 1/8 of the int4 data at block 32; an E2B
-                 export is 2.53 GB instead of 2.82)
+    int4         int4 blockwise-256 matmuls and tables, int8 blockwise-256 per-layer-embedding projections
+                 (256 is the largest block MatMulNBits takes, and the fastest measured: at E2B's shape, decode
+                 55.6 -> 50.5 ms and verify(5) 115 -> 102 ms against block 128, benchmarks/README.md, "ONNX
+                 Runtime vs LiteRT"; still finer than LiteRT's one scale per row)
 The tied token table is stored once in ONNX exports: the embedder reads the target's LM-head tensor, which
 needs the same scheme for the lookup and the matmul rules (true for every mode above).
 """
@@ -62,8 +63,8 @@ ONNX_MODES: dict[str, Rules] = {
     "fp32": [],
     "fp16": [(".*", "*", "f16")],
     "int8": _blocks(".*", MATMUL, 8, 128, 32, 16) + _blocks(".*", LOOKUP, 8, 128, 32, 16),
-    "int4": _blocks(PER_LAYER, MATMUL, 8, 128, 32, 16) + _blocks(".*", MATMUL, 4, 128, 32, 16)
-    + _blocks(".*", LOOKUP, 4, 128, 32, 16),
+    "int4": _blocks(PER_LAYER, MATMUL, 8, 256, 128, 32, 16) + _blocks(".*", MATMUL, 4, 256, 128, 32, 16)
+    + _blocks(".*", LOOKUP, 4, 256, 128, 32, 16),
 }
 QUANT_MODES = tuple(LITERT_MODES)
 ONNX_QUANT_MODES = tuple(ONNX_MODES)
