@@ -75,9 +75,10 @@ class _Export:
 
 def step_bytes(path: Path, manifest: dict, backend: str) -> dict:
     """Bytes a target decode step reads: the target's weights (the tied LM head reads the whole
-    embedding) + the whole K/V cache. Same as `edge-mtp inspect`. The cache term is an upper bound for
-    LiteRT bundles whose sliding layers read windows (docs/tooling.md#windowed-sliding-reads): E2B at
-    context 2048 reads 30 of its 72 MiB of K/V less, 2.4 % of the step."""
+    embedding) + the whole K/V cache. Same as `edge-mtp inspect`. The cache term is an upper bound where
+    sliding layers read windows (LiteRT and ONNX exports with a context past the window,
+    docs/tooling.md#windowed-sliding-reads): E2B at context 2048 reads 30 of its 72 MiB of K/V less, 2.4 %
+    of the step."""
     kv = sum(4 * int(n) for n in (_prod(s) for s in manifest["kv_cache"].values()))
     if backend == "onnx":
         weights = int(manifest["graphs"]["target"]["bytes"])
