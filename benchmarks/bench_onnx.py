@@ -126,8 +126,9 @@ def export_static_targets(pair: Path, out: Path, context: int) -> dict[str, Path
     """Fixed-shape T=1 and T=K+1 target graphs (the alternative to one dynamic-T graph)."""
     from edge_mtp.contract import ACTIVATIONS, LOGITS, onnx_output
     from edge_mtp.export.graphs import TargetGraph, kv_names, target_sample
-    from edge_mtp.export.onnx import ATTENTION, _export, fusable_rms_norm
+    from edge_mtp.export.onnx import ATTENTION, _export, fusable_rms_norm, scatter_writer, slice_window
     from edge_mtp.model import load_pair
+    from edge_mtp.model.target import SlidingReads
 
     out.mkdir(exist_ok=True)
     paths = {"decode": out / "decode.onnx", "verify": out / "verify.onnx"}
@@ -137,7 +138,9 @@ def export_static_targets(pair: Path, out: Path, context: int) -> dict[str, Path
     names = [onnx_output(n) for n in kv_names(tcfg.text)] + [LOGITS, ACTIVATIONS]
     for sig, tokens in (("decode", 1), ("verify", K + 1)):
         started = time.perf_counter()
-        graph = TargetGraph(target, norm=fusable_rms_norm, attention=ATTENTION)  # the forms of `edge-export`
+        reads = SlidingReads.for_rows(slice_window, tcfg.text.sliding_window, tokens, context)
+        graph = TargetGraph(target, scatter_writer, norm=fusable_rms_norm, sliding_reads=reads,
+                            attention=ATTENTION)  # the forms of `edge-export`, at a fixed T
         _export(graph, target_sample(tcfg.text, tokens, context), names, {}, paths[sig])
         print(f"exported static {sig} in {time.perf_counter() - started:.0f} s", flush=True)
     return paths
@@ -212,8 +215,11 @@ def main() -> None:
         path = Path(path)
         is_onnx = path.is_dir() or path.suffix == ".zip"
         backend = OnnxBackend(path) if is_onnx else LiteRTBackend(path)
-        step_timers(backend)["draft"]()  # prefills, and binds the drafter's inputs once
+        step = step_timers(backend)  # prefills
+        if "draft" in step:
+            step["draft"]()  # binds the drafter's inputs once
         graph_sets[f"{label} graph"] = (onnx_graph_timers if is_onnx else litert_graph_timers)(backend)
+        sizes[label] = sum(p.stat().st_size for p in path.glob("*.onnx*")) if path.is_dir() else path.stat().st_size
     load_before = os.getloadavg()[0]
     results = measure({**graph_sets, **step_sets}, args.rounds, args.iters)
     print_table(results, sizes)

@@ -4,7 +4,8 @@ A verify of K+1 tokens multiplies K+1 rows by every weight matrix; on a memory-b
 cost about what one row costs (the weights are read once). This times a single MatMulNBits node (4-bit,
 symmetric, accuracy level 4, as `edge-export --format onnx --quant int4` writes them) with a weight far
 larger than the caches, for each row count and block size, interleaved, and prints the cost of M rows
-relative to one row. Random weights: the kernel's time does not depend on the values.
+relative to the first row count given (1 by default). Random weights: the kernel's time does not depend
+on the values.
 
     .venv/bin/python benchmarks/matmulnbits_rows.py --rows 1,2,3,4,5,6,8 --blocks 128,256 \\
         --json benchmarks/results/issue12/onnx-window/matmulnbits-rows.json

@@ -9,7 +9,7 @@ from edge_mtp.quantize.recipes import LITERT_MODES, LOOKUP, MATMUL, ONNX_MODES, 
 from edge_mtp.quantize.schemes import bf16_in_fp16, dequantize, encode, pack_int4, parse_scheme, quantize
 
 
-@pytest.mark.parametrize("name", ["i8c", "i4c", "i4b32", "i8b128", "i4b64"])
+@pytest.mark.parametrize("name", ["i8c", "i4c", "i4b32", "i8b128", "i4b64", "i4b256", "i8b256"])
 def test_quantization_error_is_at_most_half_a_step(name):
     scheme = parse_scheme(name)
     w = np.random.default_rng(0).standard_normal((40, 256)).astype(np.float32)
@@ -52,7 +52,7 @@ def _onnx_session(nodes, inputs, outputs, initializers):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("name", ["i4b32", "i8b128", "i4b64", "i8b16"])
+@pytest.mark.parametrize("name", ["i4b32", "i8b128", "i4b64", "i8b16", "i4b256", "i8b256"])
 def test_onnxruntime_reads_our_encoding_as_we_dequantize_it(name):
     """MatMulNBits and GatherBlockQuantized on our bytes == matmul / gather of `dequantize` (the oracle)."""
     from onnx import TensorProto, helper

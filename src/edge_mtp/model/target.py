@@ -189,6 +189,8 @@ class Gemma4Target(nn.Module):
         context = kv[0].shape[2]
         cut, seen = None, None
         if sliding_reads is not None:
+            if sliding_reads.context != context:
+                raise ValueError(f"sliding reads built for {sliding_reads.context} slots, cache has {context}")
             slots = sliding_reads.slots_for(positions.shape[0])
             start = sliding_reads.start(positions[0], slots)
             cut, seen = sliding_reads.cut(start, slots), start + torch.arange(slots, dtype=positions.dtype)
