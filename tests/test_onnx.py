@@ -150,6 +150,32 @@ def test_quantized_exports_are_smaller_and_run(pairs, onnx_exports, quant, ops, 
     assert len(gen.tokens) == NEW
 
 
+@pytest.mark.slow
+def test_demo_pair_int4_export_matches_pytorch_with_its_schemes(tmp_path):
+    """The built-in demo pair in int4: its 120-wide per-layer table fits no ONNX block and stays float32 (the
+    export used to stop there), its 256-row matmuls take block 256, and the prefill logits follow the PyTorch
+    target with the manifest's weight schemes applied (the remaining difference is onnxruntime's int8
+    activations, accuracy level 4)."""
+    from edge_mtp.demo import demo_pair
+    from edge_mtp.export.exporter import ExportOptions, export_onnx
+    from edge_mtp.model.config import load_target_config
+    from edge_mtp.quantize.fakequant import fake_quantize_
+    from edge_mtp.verify import _target_schemes
+
+    pair = demo_pair()
+    out = tmp_path / "demo-int4"
+    manifest = export_onnx(pair / "target", pair / "drafter", out, ExportOptions("int4", BUNDLE_K, BUNDLE_PREFILL, 256))
+    weights = {**manifest["recipes"]["target"]["weights"], **manifest["recipes"]["per_layer_embedder"]["weights"]}
+    assert [s for n, s in weights.items() if "embed_tokens_per_layer" in n] == ["f32"]
+    assert "i4b256" in weights.values()
+    ref = open_torch_backend(pair / "target", pair / "drafter", context=256)[0]
+    fake_quantize_(ref.target, *_target_schemes(manifest, load_target_config(pair / "target").weight_prefix))
+    prompt = [2] + [300 + (i * 37) % 3000 for i in range(40)]
+    ours, theirs = OnnxBackend(out).prefill(prompt).logits[-1], ref.prefill(prompt).logits[-1]
+    assert int(np.argmax(ours)) == int(np.argmax(theirs))
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.99
+
+
 def test_export_holds_no_paths_of_this_checkout(onnx_exports):
     """The exporter's node metadata (Python stacks) would make the bytes depend on the install path."""
     here = str(Path(__file__).resolve().parents[1]).encode()

@@ -41,6 +41,22 @@ def test_recipes_pick_google_gemma4_layout_for_int4():
     assert scheme_for(ONNX_MODES["int8"], "x.per_layer_projection.weight", MATMUL, (128, 16)).name == "i8b16"
 
 
+def test_a_table_no_block_divides_stays_float_without_failing_the_export():
+    """The demo pair's per-layer table is 15 x 8 = 120 wide: no ONNX block (16 and up) divides it, so it stays
+    float32 and the export goes on; a section whose weights do fit a rule must still be quantized."""
+    from edge_mtp.errors import EdgeMTPError
+    from edge_mtp.export.exporter import _check_quantized
+    from edge_mtp.quantize.recipes import quantizable
+
+    rules, table = ONNX_MODES["int4"], "model.language_model.embed_tokens_per_layer.weight"
+    assert scheme_for(rules, table, LOOKUP, (4096, 120)).name == "f32"
+    assert not quantizable(rules, table, (4096, 120)) and quantizable(rules, table, (4096, 128))
+    assert quantizable(LITERT_MODES["int4"], table, (4096, 120))  # channelwise fits every row length
+    _check_quantized("int4", "per_layer_embedder", {table: "f32"}, rules, {table: (4096, 120)})
+    with pytest.raises(EdgeMTPError, match="no weight of per_layer_embedder matched a quantization rule"):
+        _check_quantized("int4", "per_layer_embedder", {table: "f32"}, rules, {table: (4096, 128)})
+
+
 def _onnx_session(nodes, inputs, outputs, initializers):
     import onnxruntime as ort
     from onnx import helper, numpy_helper

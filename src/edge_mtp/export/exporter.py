@@ -32,7 +32,7 @@ from edge_mtp.export.graphs import ExternalWeights, kv_names
 from edge_mtp.model import (Gemma4Drafter, Gemma4Target, TargetConfig, check_pair, load_drafter_config,
                             load_target_config)
 from edge_mtp.model.checkpoint import TensorReader, load_drafter_skeleton, load_target_skeleton
-from edge_mtp.quantize.recipes import LITERT_MODES, ONNX_MODES
+from edge_mtp.quantize.recipes import LITERT_MODES, ONNX_MODES, Rules, quantizable
 from edge_mtp.quantize.tflite import WeightSource
 
 
@@ -214,9 +214,18 @@ class _Progress:
             self.progress.advance(self.bind, self.bytes_of[tensor])
 
 
-def _check_quantized(mode: str, section: str, schemes: dict[str, str]) -> None:
-    """A quantized mode must quantize something in every section (a rule that matches nothing is a bug)."""
-    if mode != "fp32" and all(s == "f32" for s in schemes.values()):
+def _shapes(sources: dict[str, WeightSource]) -> dict[str, tuple[int, ...]]:
+    """{checkpoint tensor name: shape} of the weights bound into a graph."""
+    return {s.name: tuple(s.shape) for s in sources.values()}
+
+
+def _check_quantized(mode: str, section: str, schemes: dict[str, str], rules: Rules,
+                     shapes: dict[str, tuple[int, ...]]) -> None:
+    """A quantized mode must quantize something in every section where some weight fits a rule (a rule that
+    matches nothing is a bug); a section whose weights no block divides stays float32 (`quantizable`)."""
+    if mode == "fp32" or any(s != "f32" for s in schemes.values()):
+        return
+    if any(quantizable(rules, name, shapes[name]) for name in schemes):
         raise EdgeMTPError(f"--quant {mode}: no weight of {section} matched a quantization rule")
 
 
@@ -249,7 +258,7 @@ def export_litertlm(target_dir: Path, drafter_dir: Path, out: Path, opts: Export
             with open(sections[section], "wb") as f:
                 schemes = bind_weights(graph, f, sources, rules, bars.bound)
             graph.unlink()
-            _check_quantized(opts.quant, section, schemes)
+            _check_quantized(opts.quant, section, schemes, rules, _shapes(sources))
             recipes[section] = {"mode": opts.quant, "weights": schemes}
             if keys & permuted:
                 recipes[section][c.RECIPE_ROW_ORDER] = {sources[k].name: c.TOKEN_ORDERING for k in keys & permuted}
@@ -289,7 +298,7 @@ def export_onnx(target_dir: Path, drafter_dir: Path, out: Path, opts: ExportOpti
             files[graph] = final / skeleton.name
             schemes = bind_weights(skeleton, files[graph], sk.sources, rules, bars.bound, written)
             skeleton.unlink()
-            _check_quantized(opts.quant, graph, schemes)
+            _check_quantized(opts.quant, graph, schemes, rules, _shapes(sk.sources))
             recipes[graph] = {"mode": opts.quant, "weights": schemes}
         tokenizer = Path(target_dir) / c.TOKENIZER_FILE
         if tokenizer.exists():

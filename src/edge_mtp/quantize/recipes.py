@@ -19,7 +19,7 @@ LiteRT (`.litertlm`), all weights dynamic-range (int weights, float activations)
            table only to 69% (benchmarks/README.md, "Real size"); measure yours with `edge-mtp verify`
 
 ONNX (onnxruntime's MatMulNBits / GatherBlockQuantized take block scales only; where a block does not
-divide a row, the next smaller one is used):
+divide a row, the next smaller one is used, and where none does the weight stays float32, `quantizable`):
 
     fp32, fp16   as above (fp16 weights behind a Cast: ORT's CPU provider has no fp16 MatMul on x86)
     int8         int8 blockwise-128 matmuls and tables
@@ -69,6 +69,18 @@ ONNX_MODES: dict[str, Rules] = {
 QUANT_MODES = tuple(LITERT_MODES)
 ONNX_QUANT_MODES = tuple(ONNX_MODES)
 F32 = parse_scheme("f32")
+
+
+def quantizable(rules: Rules, name: str, shape: tuple[int, ...]) -> bool:
+    """Whether some integer rule for `name` fits its shape: a blockwise one needs a block dividing the rows, so
+    an ONNX table whose rows no block divides stays float32 (the demo pair's per-layer table is 15 x 8 = 120
+    wide; MatMulNBits / GatherBlockQuantized take blocks of 16 and more)."""
+    for pattern, _, scheme_name in rules:
+        scheme = parse_scheme(scheme_name)
+        fits = not scheme.block or (len(shape) == 2 and shape[1] % scheme.block == 0)
+        if re.search(pattern, name) and not scheme.is_float and fits:
+            return True
+    return False
 
 
 def scheme_for(rules: Rules, name: str, op: str, shape: tuple[int, ...]) -> Scheme:
