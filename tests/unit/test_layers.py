@@ -218,17 +218,17 @@ def test_sliding_window_covers_every_visible_slot_from_an_aligned_start(window, 
 
     reads = SlidingReads.for_rows(_narrow, window, rows, context)
     assert reads.slots % WINDOW_ALIGN == 0 and reads.slots < context
-    _assert_windows_cover(reads, rows, reads.slots, range(context - rows + 1))
+    _assert_windows_cover(reads, rows, reads.slots, context, range(context - rows + 1))
 
 
-def _assert_windows_cover(reads, rows: int, slots: int, firsts) -> None:
+def _assert_windows_cover(reads, rows: int, slots: int, context: int, firsts) -> None:
     """Every call of `rows` rows from each first position reads an aligned run of `slots` slots inside the
     buffer that holds every slot its rows can see."""
     from edge_mtp.model.target import WINDOW_ALIGN
 
     for first in firsts:
-        start = int(reads.start(torch.tensor(first), slots))
-        assert start % WINDOW_ALIGN == 0 and 0 <= start and start + slots <= reads.context, first
+        start = int(reads.start(torch.tensor(first), slots, context))
+        assert start % WINDOW_ALIGN == 0 and 0 <= start and start + slots <= context, first
         assert start <= max(0, first - reads.window + 1) and first + rows - 1 < start + slots, first
 
 
@@ -240,9 +240,9 @@ def test_a_dynamic_window_follows_the_call_s_rows(rows):
 
     window, context = 16, 512
     reads = SlidingReads.for_rows(_narrow, window, None, context)
-    slots = reads.slots_for(rows)
+    slots = reads.slots_for(rows, context)
     assert slots == min(window_slots(window, rows), context) and slots % WINDOW_ALIGN == 0
-    _assert_windows_cover(reads, rows, slots, range(0, context - rows + 1, 7))
+    _assert_windows_cover(reads, rows, slots, context, range(0, context - rows + 1, 7))
 
 
 def test_no_window_where_it_saves_nothing_or_cannot_stay_aligned():

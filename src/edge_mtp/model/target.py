@@ -55,13 +55,12 @@ class SlidingReads:
     `reader` cuts the slots (LiteRT: a SLICE whose begin is a tensor; ONNX: a Slice with a computed start).
     `rows` fixes the length: decode and verify must be built with verify's, so that their reductions have the
     same length (LiteRT keeps verify rows equal to decodes bit for bit). `rows=None` sizes every call for its
-    own T (`slots_for(t)`), for one graph whose token axis is dynamic (ONNX), clamped to the buffer.
+    own T (`slots_for`), for one graph whose token axis is dynamic (ONNX), clamped to the buffer.
     """
 
     reader: WindowReader
     window: int
     rows: int | None
-    context: int
 
     @classmethod
     def for_rows(cls, reader: WindowReader, window: int, rows: int | None, context: int) -> "SlidingReads | None":
@@ -69,25 +68,26 @@ class SlidingReads:
         stay aligned when clamped."""
         if window_slots(window, rows or 1) >= context or context % WINDOW_ALIGN:
             return None
-        return cls(reader, window, rows, context)
+        return cls(reader, window, rows)
 
     @property
     def slots(self) -> int:
         """The fixed length (`rows` given)."""
         if self.rows is None:
-            raise ValueError("SlidingReads(rows=None) has a length per call: slots_for(t)")
+            raise ValueError("SlidingReads(rows=None) has a length per call: slots_for(t, context)")
         return window_slots(self.window, self.rows)
 
-    def slots_for(self, t):
-        """Slots read by a call of `t` rows (an int, or the graph's symbolic token count)."""
+    def slots_for(self, t, context: int):
+        """Slots read by a call of `t` rows (an int, or the graph's symbolic token count) from a buffer of
+        `context` slots."""
         if self.rows is not None:
             return self.slots
-        return torch.sym_min(window_slots(self.window, t), self.context)
+        return torch.sym_min(window_slots(self.window, t), context)
 
-    def start(self, first_position: torch.Tensor, slots) -> torch.Tensor:
+    def start(self, first_position: torch.Tensor, slots, context: int) -> torch.Tensor:
         """The first slot read: the window of the call's first row, rounded down, kept inside the buffer."""
         first = torch.clamp(first_position - (self.window - 1), min=0)
-        return torch.clamp(first // WINDOW_ALIGN * WINDOW_ALIGN, max=self.context - slots)
+        return torch.clamp(first // WINDOW_ALIGN * WINDOW_ALIGN, max=context - slots)
 
     def cut(self, start: torch.Tensor, slots) -> KVReader:
         """A `KVReader`: `slots` slots from `start` of a K [B, H, S, D] and a V [B, H, D, S] buffer."""
@@ -189,10 +189,8 @@ class Gemma4Target(nn.Module):
         context = kv[0].shape[2]
         cut, seen = None, None
         if sliding_reads is not None:
-            if sliding_reads.context != context:
-                raise ValueError(f"sliding reads built for {sliding_reads.context} slots, cache has {context}")
-            slots = sliding_reads.slots_for(positions.shape[0])
-            start = sliding_reads.start(positions[0], slots)
+            slots = sliding_reads.slots_for(positions.shape[0], context)
+            start = sliding_reads.start(positions[0], slots, context)
             cut, seen = sliding_reads.cut(start, slots), start + torch.arange(slots, dtype=positions.dtype)
         masks = self.masks(positions, context, x.dtype, seen)
         rope = {t: self.rotary[t](positions[None], x.dtype) for t in self.rotary}
