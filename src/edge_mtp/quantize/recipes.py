@@ -75,12 +75,8 @@ def quantizable(rules: Rules, name: str, shape: tuple[int, ...]) -> bool:
     """Whether some integer rule for `name` fits its shape: a blockwise one needs a block dividing the rows, so
     an ONNX table whose rows no block divides stays float32 (the demo pair's per-layer table is 15 x 8 = 120
     wide; MatMulNBits / GatherBlockQuantized take blocks of 16 and more)."""
-    for pattern, _, scheme_name in rules:
-        scheme = parse_scheme(scheme_name)
-        fits = not scheme.block or (len(shape) == 2 and shape[1] % scheme.block == 0)
-        if re.search(pattern, name) and not scheme.is_float and fits:
-            return True
-    return False
+    schemes = (parse_scheme(scheme_name) for pattern, _, scheme_name in rules if re.search(pattern, name))
+    return any(not scheme.is_float and scheme.fits(shape) for scheme in schemes)
 
 
 def scheme_for(rules: Rules, name: str, op: str, shape: tuple[int, ...]) -> Scheme:
@@ -89,7 +85,6 @@ def scheme_for(rules: Rules, name: str, op: str, shape: tuple[int, ...]) -> Sche
     for pattern, kind, scheme_name in rules:
         if kind in ("*", op) and re.search(pattern, name) and (op != OTHER or scheme_name in ("f32", "f16")):
             scheme = parse_scheme(scheme_name)
-            if scheme.block and (len(shape) != 2 or shape[1] % scheme.block):
-                continue
-            return scheme
+            if scheme.fits(shape):
+                return scheme
     return F32

@@ -46,9 +46,12 @@ class Scheme:
         rows, cols = shape
         return (rows,) if not self.block else (rows, cols // self.block)
 
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        """Blockwise schemes need a 2-D weight whose row length is a multiple of the block."""
+        return not self.block or (len(shape) == 2 and shape[1] % self.block == 0)
+
     def check(self, name: str, shape: tuple[int, ...]) -> None:
-        """Blockwise schemes need the row length to be a multiple of the block."""
-        if self.block and (len(shape) != 2 or shape[1] % self.block):
+        if not self.fits(shape):
             raise ValueError(f"{name}: shape {list(shape)} cannot be quantized in blocks of {self.block}")
 
 
