@@ -121,6 +121,20 @@ def step_timers(backend) -> dict:
     return timers
 
 
+def open_timed(path: Path, onnx: bool) -> tuple:
+    """(backend, step timers, graph timers, bytes on disk) of one export (ONNX: with its `.onnx.data`)."""
+    from edge_mtp.runtime.litert_backend import LiteRTBackend
+    from edge_mtp.runtime.onnx_backend import OnnxBackend
+
+    backend = OnnxBackend(path) if onnx else LiteRTBackend(path)
+    steps = step_timers(backend)  # prefills
+    if "draft" in steps:
+        steps["draft"]()  # binds the drafter's inputs once
+    graphs = (onnx_graph_timers if onnx else litert_graph_timers)(backend)
+    size = sum(p.stat().st_size for p in path.glob("*.onnx*")) if path.is_dir() else path.stat().st_size
+    return backend, steps, graphs, size
+
+
 # ---- static-T ONNX graphs -----------------------------------------------------------------------
 def export_static_targets(pair: Path, out: Path, context: int) -> dict[str, Path]:
     """Fixed-shape T=1 and T=K+1 target graphs (the alternative to one dynamic-T graph)."""
@@ -192,34 +206,21 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from edge_mtp.runtime.litert_backend import LiteRTBackend
-    from edge_mtp.runtime.onnx_backend import OnnxBackend
-
     args.work.mkdir(parents=True, exist_ok=True)
     pair = make_pair(args.work, args.preset)
     quants = args.quant.split(",")
     paths = export_all(pair, args.work, quants, args.context)
     graph_sets, step_sets, sizes = {}, {}, {}
     for (fmt, quant), path in paths.items():
-        backend = LiteRTBackend(path) if fmt == "litert" else OnnxBackend(path)
-        step_sets[f"{fmt} {quant} step"] = step_timers(backend)
-        step_sets[f"{fmt} {quant} step"]["draft"]()  # binds the drafter's inputs once
-        graph_sets[f"{fmt} {quant} graph"] = (litert_graph_timers if fmt == "litert" else onnx_graph_timers)(backend)
-        sizes[f"{fmt} {quant}"] = (path.stat().st_size if fmt == "litert"
-                                   else sum(p.stat().st_size for p in path.glob("*.onnx*")))  # with .onnx.data
+        label = f"{fmt} {quant}"
+        backend, step_sets[f"{label} step"], graph_sets[f"{label} graph"], sizes[label] = open_timed(path, fmt == "onnx")
         if fmt == "onnx" and quant == "fp32" and args.static:
             static_paths = export_static_targets(pair, args.work / "static", args.context)
             graph_sets["onnx fp32 static graph"] = static_timers(backend, static_paths)
             sizes["onnx fp32 static"] = sum(p.stat().st_size for p in (args.work / "static").glob("*.onnx"))
     for label, path in (item.split("=", 1) for item in args.compare):
         path = Path(path)
-        is_onnx = path.is_dir() or path.suffix == ".zip"
-        backend = OnnxBackend(path) if is_onnx else LiteRTBackend(path)
-        step = step_timers(backend)  # prefills
-        if "draft" in step:
-            step["draft"]()  # binds the drafter's inputs once
-        graph_sets[f"{label} graph"] = (onnx_graph_timers if is_onnx else litert_graph_timers)(backend)
-        sizes[label] = sum(p.stat().st_size for p in path.glob("*.onnx*")) if path.is_dir() else path.stat().st_size
+        _, _, graph_sets[f"{label} graph"], sizes[label] = open_timed(path, path.is_dir() or path.suffix == ".zip")
     load_before = os.getloadavg()[0]
     results = measure({**graph_sets, **step_sets}, args.rounds, args.iters)
     print_table(results, sizes)
