@@ -199,6 +199,10 @@ typedef struct emtp_round {
     int32_t probe_draft;
 } emtp_round;
 
+/* The round's top list: the EMTP_TOP_LOGITS largest logits of `row`, larger first, the smaller id first among
+ * equals, NaN last (the order of Python's stable sort of -row). */
+void emtp_top_logits(const float *row, int n, emtp_round *r);
+
 typedef struct emtp_generation {
     int32_t *prompt;
     int n_prompt;

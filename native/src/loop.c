@@ -2,6 +2,7 @@
  * and speculative-sampling rules; docs/sampling.md: the order of uniforms). */
 #include "edge_mtp.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,20 +58,27 @@ static double round3(double ms) {
     return (double)(long long)(r + (r >= 0 ? 0.5 : -0.5)) / 1000.0;
 }
 
-static void top_logits(const float *row, int n, emtp_round *r) {
+/* Whether logit a ranks above b in the trace's top list: larger first, NaN last (as Python's stable sort of -row). */
+static int ranks_above(float a, float b) {
+    return a > b || (isnan(b) && !isnan(a));
+}
+
+/* One pass over the row; ids are visited in order and only a strictly higher rank moves an entry down, so the
+ * smaller id stays first among equals. At a 262144-token vocabulary the k selection passes this replaces
+ * cost a few ms a round. */
+void emtp_top_logits(const float *row, int n, emtp_round *r) {
     int k = n < EMTP_TOP_LOGITS ? n : EMTP_TOP_LOGITS;
     r->n_top = 0;
-    for (int slot = 0; slot < k; slot++) { /* k passes of selection: value desc, smaller id first */
-        int best = -1;
-        for (int i = 0; i < n; i++) {
-            int taken = 0;
-            for (int j = 0; j < slot; j++) taken |= r->top_ids[j] == i;
-            if (taken) continue;
-            if (best < 0 || row[i] > row[best]) best = i;
+    for (int i = 0; i < n; i++) {
+        if (r->n_top == k && !ranks_above(row[i], r->top_values[k - 1])) continue;
+        int at = r->n_top < k ? r->n_top : k - 1;
+        for (; at > 0 && ranks_above(row[i], r->top_values[at - 1]); at--) {
+            r->top_ids[at] = r->top_ids[at - 1];
+            r->top_values[at] = r->top_values[at - 1];
         }
-        r->top_ids[slot] = best;
-        r->top_values[slot] = row[best];
-        r->n_top++;
+        r->top_ids[at] = i;
+        r->top_values[at] = row[i];
+        if (r->n_top < k) r->n_top++;
     }
 }
 
@@ -254,7 +262,7 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
     emtp_round r;
     memset(&r, 0, sizeof r);
     r.position = n_prompt - 1;
-    top_logits(w.logits, V, &r);
+    emtp_top_logits(w.logits, V, &r);
     r.ms_verify = round3(now_ms() - t0);
     r.ms_graph = round3(b->graph_ms - g0);
     if ((rc = push_round(out, &r, NULL, 0, &first, 1, &first, 1, NULL, 0, err))) goto done;
@@ -361,7 +369,7 @@ int emtp_generate(emtp_backend *b, const int32_t *prompt, int n_prompt, const em
         memset(&r, 0, sizeof r);
         r.position = q;
         r.accepted = n;
-        top_logits(w.logits + (size_t)n * (size_t)V, V, &r);
+        emtp_top_logits(w.logits + (size_t)n * (size_t)V, V, &r);
         double tc = now_ms();
         r.has_draft_ms = 1;
         r.ms_draft = round3(tb - ta);

@@ -101,13 +101,53 @@ static void sort_desc(int *order, int *tmp, const double *x, int n) {
     }
 }
 
+static int descending(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* With top_k: a value the top_k-th largest of x is at least, the top_k-th largest of its block maxima (top_k
+ * blocks each hold a value that high), as Python's `_top_k_floor`; `maxima` has room for n doubles. Returns
+ * 0 when x has NaN (the full sort decides). */
+static int top_k_floor(const double *x, int n, int top_k, double *maxima, double *floor_out) {
+    int blocks = top_k > 4096 ? top_k : 4096, step = n / blocks > 1 ? n / blocks : 1, nb = 0;
+    for (int lo = 0; lo < n; lo += step, nb++) {
+        double m = x[lo];
+        for (int i = lo + 1; i < lo + step && i < n; i++) m = x[i] > m || isnan(x[i]) ? x[i] : m;
+        if (isnan(m)) return 0;
+        maxima[nb] = m;
+    }
+    if (nb < top_k) return 0;
+    qsort(maxima, (size_t)nb, sizeof *maxima, descending);
+    *floor_out = maxima[top_k - 1];
+    return 1;
+}
+
+/* s->order[0..] = ids by value descending, ties smaller id first (np.lexsort((arange, -x))); returns how
+ * many lead the order meaningfully: top_k, or n. With top_k only the ids at or above top_k_floor are sorted:
+ * a merge sort of Gemma's 262144 logits for every draft and verified position is what sampling cost. */
+static int rank(emtp_sampler *s, const double *x, int n) {
+    int top_k = s->cfg.top_k, *tmp = (int *)(void *)s->work; /* work has room for n doubles >= n ints */
+    double floor_value;
+    if (top_k && top_k < n && top_k_floor(x, n, top_k, s->kept, &floor_value)) {
+        int c = 0;
+        for (int i = 0; i < n; i++)
+            if (x[i] >= floor_value) s->order[c++] = i;
+        if (c >= top_k) {
+            sort_desc(s->order, tmp, x, c);
+            return top_k;
+        }
+    }
+    for (int i = 0; i < n; i++) s->order[i] = i;
+    sort_desc(s->order, tmp, x, n);
+    return top_k && top_k < n ? top_k : n;
+}
+
 void emtp_distribution(emtp_sampler *s, const float *logits, double *probs) {
     int n = s->n;
     double *x = probs; /* x lives in probs until the end (probs is rebuilt from kept) */
     for (int i = 0; i < n; i++) x[i] = (double)logits[i] / s->cfg.temperature;
-    for (int i = 0; i < n; i++) s->order[i] = i;
-    sort_desc(s->order, (int *)(void *)s->work, x, n); /* work has room for n doubles >= n ints */
-    int m = s->cfg.top_k && s->cfg.top_k < n ? s->cfg.top_k : n;
+    int m = rank(s, x, n);
     double top = x[s->order[0]];
     for (int i = 0; i < m; i++) s->kept[i] = exp(x[s->order[i]] - top);
     double total = emtp_pairwise_sum(s->kept, m);

@@ -366,6 +366,40 @@ static void test_pcg_and_sampling(checks *c) {
     emtp_sampler_free(&s);
 }
 
+/* top_k on a row long enough (8192: two ids a block) that the distribution ranks only the ids at or above its
+ * block-maxima floor: the same ids, and the same probabilities bit for bit, as ranking every id. The reference
+ * ranks by counting (rank = ids above + equal ids before), sums the kept terms in rank order as the full sort
+ * would. Rows of a few values and a common fill, as a drafter's logits, so ties decide most ranks. */
+static void test_top_k_distribution(checks *c) {
+    enum { N = 8192, TOP_K = 64 };
+    static float row[N];
+    static double probs[N], kept[TOP_K];
+    int ids[TOP_K];
+    for (int trial = 0; trial < 3; trial++) {
+        for (int i = 0; i < N; i++) row[i] = (i * 7919 + trial * 31) % 97 < 90 ? -7.5f : (float)((i * 31) % 5);
+        if (trial == 2) row[N - 1] = 40.0f; /* one id far above the rest, the last */
+        emtp_sampling cfg = {1.0, TOP_K, 1.0, 0};
+        emtp_sampler s;
+        emtp_error err = {0};
+        CHECK(c, emtp_sampler_init(&s, &cfg, N, &err) == 0);
+        emtp_distribution(&s, row, probs);
+        emtp_sampler_free(&s);
+        int found = 0;
+        for (int i = 0; i < N; i++) {
+            int rank = 0;
+            for (int j = 0; j < N; j++) rank += row[j] > row[i] || (row[j] == row[i] && j < i);
+            if (rank < TOP_K) ids[rank] = i, found++;
+        }
+        CHECK(c, found == TOP_K);
+        for (int r = 0; r < TOP_K; r++) kept[r] = exp((double)row[ids[r]] - (double)row[ids[0]]);
+        double total = emtp_pairwise_sum(kept, TOP_K);
+        int same = 1, nonzero = 0;
+        for (int r = 0; r < TOP_K; r++) same &= probs[ids[r]] == kept[r] / total;
+        for (int i = 0; i < N; i++) nonzero += probs[i] != 0.0;
+        CHECKF(c, same && nonzero == TOP_K, "top_k distribution, trial %d: %d ids kept", trial, nonzero);
+    }
+}
+
 static void test_views(checks *c) {
     static const int cases[][12] = {
         /* prev_first, prev_last, length, window, hf sliding lo/hi, full lo/hi, clean sliding lo/hi, full lo/hi */
@@ -379,6 +413,29 @@ static void test_views(checks *c) {
         emtp_views cl = emtp_drafter_views(k[0], k[1], k[2], k[3], EMTP_KV_CLEAN);
         CHECKF(c, h.sliding_lo == k[4] && h.sliding_hi == k[5] && h.full_lo == k[6] && h.full_hi == k[7], "hf %zu", i);
         CHECKF(c, cl.sliding_lo == k[8] && cl.sliding_hi == k[9] && cl.full_lo == k[10] && cl.full_hi == k[11], "clean %zu", i);
+    }
+}
+
+static void test_top_logits(checks *c) {
+    /* ties keep the smaller id first, +inf ranks first, NaN last; expected orders from numpy's
+     * argsort(-row, kind="stable"), which the Python loop's top list follows */
+    static const struct {
+        int n;
+        float row[8];
+        int want[EMTP_TOP_LOGITS];
+    } cases[] = {
+        {8, {1, 3, 3, 2, 3, 0, 5, 2}, {6, 1, 2, 4, 3}},
+        {8, {0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 4}},
+        {8, {NAN, -INFINITY, 2, NAN, INFINITY, -INFINITY, 2, 1}, {4, 2, 6, 7, 1}},
+        {3, {NAN, -1, NAN}, {1, 0, 2}},
+        {6, {-INFINITY, -INFINITY, 7, -INFINITY, 1, -INFINITY}, {2, 4, 0, 1, 3}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        emtp_round r;
+        emtp_top_logits(cases[i].row, cases[i].n, &r);
+        int k = cases[i].n < EMTP_TOP_LOGITS ? cases[i].n : EMTP_TOP_LOGITS, same = r.n_top == k;
+        for (int j = 0; same && j < k; j++) same = r.top_ids[j] == cases[i].want[j];
+        CHECKF(c, same, "top_logits case %zu: n_top %d, first id %d", i, r.n_top, r.top_ids[0]);
     }
 }
 
@@ -625,6 +682,8 @@ int main(void) {
     test_perfect_drafter(&c);
     test_sampling_deterministic(&c);
     test_stops(&c);
+    test_top_logits(&c);
+    test_top_k_distribution(&c);
     test_errors(&c);
     test_pcg_and_sampling(&c);
     test_views(&c);

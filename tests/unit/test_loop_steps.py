@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_mtp.runtime.backend import TargetStep
-from edge_mtp.runtime.loop import LoopConfig, accept_greedy, clip, generate
+from edge_mtp.runtime.loop import TOP_LOGITS, LoopConfig, accept_greedy, clip, generate, top_logits
 from edge_mtp.runtime.views import drafter_views
 
 VOCAB, WINDOW = 50, 4
@@ -152,3 +152,20 @@ def test_summary_acceptance_per_draft_slot():
         assert s["accepted_per_position"][slot] == sum(a > slot for a in rounds) / len(rounds)
     assert s["rounds"] == len(gen.rounds) and s["drafted"] == sum(offered) and s["accepted"] == sum(accepted)
     assert s["mean_emitted_per_round"] == (len(gen.tokens) - 1) / (len(gen.rounds) - 1)
+
+
+def test_top_logits_is_the_stable_sort_order_with_ties_infinities_and_nan():
+    """The round's top list against numpy's stable sort of -row (the order the C core follows too), on rows
+    made of few values so that ties, +-inf and NaN decide most ranks."""
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        row = rng.integers(-3, 3, size=int(rng.integers(1, 30))).astype(np.float32)
+        u = rng.random(row.size)
+        row[u < 0.15] = -np.inf
+        row[(u > 0.15) & (u < 0.2)] = np.inf
+        if trial % 3 == 0:
+            row[u > 0.93] = np.nan
+        want = np.argsort(-row, kind="stable")[:TOP_LOGITS]
+        got = top_logits(row)
+        assert [i for i, _ in got] == want.tolist(), (row, got)
+        assert np.array_equal(np.array([v for _, v in got], np.float32), row[want], equal_nan=True)

@@ -20,6 +20,7 @@ from edge_mtp.runtime.sampling import (
     Sampler,
     SamplingConfig,
     distribution,
+    ranked,
     draw,
     residual,
 )
@@ -152,3 +153,22 @@ def test_residual_is_the_normalised_positive_part():
     p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.5, 0.3])
     np.testing.assert_allclose(residual(p, q), [1.0, 0.0, 0.0])
     np.testing.assert_array_equal(residual(p, p), p)  # p == q: never reached by a rejection; p is harmless
+
+
+@pytest.mark.parametrize("size", [7, 50, 20000, 262144])
+def test_top_k_ranking_is_the_full_sort_s_prefix(size):
+    """`ranked` with top_k against the full lexsort it stands in for, on rows of a few values (ties decide
+    most ranks), with +-inf, NaN, and one value filling most of the row as in a drafter's logits."""
+    rng = np.random.default_rng(size)
+    for trial in range(40 if size < 100000 else 6):
+        x = rng.integers(-4, 4, size=size).astype(np.float64) + (rng.random(size) if trial % 2 else 0.0)
+        u = rng.random(size)
+        if trial % 4 == 1:
+            x[u < 0.97] = -7.5  # the drafter's fill for ids outside its candidates
+        x[u > 0.995] = np.inf
+        x[(u > 0.99) & (u < 0.993)] = -np.inf
+        if trial % 5 == 4:
+            x[u < 0.001] = np.nan
+        full = np.lexsort((np.arange(size), -x))
+        for top_k in (1, 3, 64, size - 1):
+            assert np.array_equal(ranked(x, top_k), full[:top_k]), (trial, top_k)

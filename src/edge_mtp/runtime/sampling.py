@@ -66,12 +66,36 @@ class SamplingConfig:
                 "seed": self.seed}
 
 
+def ranked(x: np.ndarray, top_k: int = 0) -> np.ndarray:
+    """Ids by descending x, the smaller id first among equals, NaN last (`np.lexsort((ids, -x))`); with
+    top_k > 0 only the first top_k. Sampling ranks every draft's and every verified position's logits, and
+    a full sort of Gemma's 262144 takes 36 ms, about what an E2B decode costs; so with top_k only the ids at
+    or above a bound that the top_k-th largest value cannot fall below are sorted: the same ids in the
+    same order, so the distribution is bit for bit the same."""
+    if 0 < top_k < x.size:
+        bound = _top_k_floor(x, top_k)
+        candidates = np.flatnonzero(x >= bound) if bound is not None else np.empty(0, np.int64)
+        if candidates.size >= top_k:
+            return candidates[np.lexsort((candidates, -x[candidates]))][:top_k]
+    order = np.lexsort((np.arange(x.size), -x))
+    return order[:top_k] if top_k else order
+
+
+def _top_k_floor(x: np.ndarray, top_k: int, blocks: int = 4096) -> float | None:
+    """A value the top_k-th largest of x is at least: the top_k-th largest of its block maxima (top_k blocks
+    each hold a value that high). A partition of x itself would be exact, but numpy's crawls on rows full of
+    one value, as the drafter's are (every non-candidate gets the same fill). None if NaN is in x."""
+    step = max(1, x.size // max(blocks, top_k))
+    maxima = np.maximum.reduceat(x, np.arange(0, x.size, step))
+    if maxima.size < top_k or np.isnan(maxima).any():
+        return None
+    return float(np.partition(maxima, maxima.size - top_k)[maxima.size - top_k])
+
+
 def distribution(logits: np.ndarray, cfg: SamplingConfig) -> np.ndarray:
     """Probabilities (float64, full vocab) after temperature, top-k and top-p."""
     x = np.asarray(logits, dtype=np.float64) / cfg.temperature
-    order = np.lexsort((np.arange(x.size), -x))
-    if cfg.top_k:
-        order = order[: cfg.top_k]
+    order = ranked(x, cfg.top_k)
     kept = np.exp(x[order] - x[order[0]])
     kept /= kept.sum()
     if cfg.top_p < 1.0:
