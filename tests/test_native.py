@@ -98,6 +98,21 @@ def test_cli_backend_native(bundles, tmp_path, capsys):
     assert main(["run", str(bundles.path("tiny-e2b")), "--prompt", "hi", "--backend", "native"]) == 2
 
 
+def test_native_threads_keep_the_trace_and_bad_counts_are_usage_errors(pairs, bundles):
+    """--threads reaches LiteRT as its CPU options (a payload it rejected would fail the open) and changes no
+    token or top logit against the Python loop; a count that is not 0..1024 is a one-line usage error."""
+    bundle = bundles.path("tiny-e2b")
+    prompt = pairs.prompts("tiny-e2b")[0]
+    cfg = LoopConfig(draft_len=2, max_new_tokens=8)
+    backend = LiteRTBackend(bundle)
+    ref = json.loads(json.dumps(trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)))
+    for threads in (1, 3, 0):
+        assert_same_trace(native_trace(bundle, prompt, 8, draft_len=2, threads=threads), ref)
+    for bad in ("-1", "two", "5000"):
+        proc = run_native(bundle, native_args(prompt, 2) + ["--threads", bad], capture=True)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --threads"), bad
+
+
 @pytest.mark.slow
 def test_c_core_clean_under_valgrind(bundles, tmp_path):
     """No leaks and no invalid reads in the C core on the tiny bundle (libLiteRt's one-time self-memcpy

@@ -290,6 +290,7 @@ void emtp_sha256(const unsigned char *data, size_t n, unsigned char out[32]);
 /* ---- the LiteRT backend (litert.c) ------------------------------------------------------------- */
 typedef struct emtp_litert_options {
     const char *library; /* path of libLiteRt.so; NULL = $EDGE_MTP_LITERT_LIB, then the build default */
+    int threads;         /* CPU threads of LiteRT's XNNPACK; 0 = LiteRT's own default */
 } emtp_litert_options;
 
 int emtp_litert_open(const char *bundle_path, const emtp_litert_options *opts, emtp_backend *out,

@@ -89,7 +89,7 @@ static void print_timing(const emtp_generation *g, FILE *f) {
 
 int main(int argc, char **argv) {
     const char *bundle = NULL, *trace = NULL, *prompt_text = NULL, *kv_view = "hf", *lib = NULL, *costs = NULL;
-    long long draft_len = -1, max_new = 64, top_k = 0, seed = 0;
+    long long draft_len = -1, max_new = 64, top_k = 0, seed = 0, threads = 2;
     int draft_auto = 0;
     double temperature = 0.0, top_p = 1.0;
     int json = 0;
@@ -100,7 +100,8 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: edge-mtp-native BUNDLE --prompt-ids IDS [--draft-len K|auto] [--draft-costs F,D,V1,...]\n"
                    "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-                   "       [--kv-view hf|clean] [--trace FILE] [--json] [--litert-lib PATH]\n"
+                   "       [--kv-view hf|clean] [--trace FILE] [--json] [--litert-lib PATH] [--threads N]\n"
+                   "--threads: CPU threads of LiteRT (default 2, as the Python backends; 0: LiteRT's own default)\n"
                    "--draft-len auto: K per round from the costs (ms: a round's first drafter step, each further\n"
                    "step, a verify of 1..K+1 tokens; default: timed on the bundle first) and the running acceptance\n");
             return 0;
@@ -140,6 +141,8 @@ int main(int argc, char **argv) {
             trace = v;
         } else if (!strcmp(a, "--litert-lib")) {
             lib = v;
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_long(v, 0, 1024, &threads)) return usage_error("--threads: expected an integer in 0..1024, got %s", v);
         } else if (a[0] == '-') {
             return usage_error("unrecognized argument %s", a);
         } else if (!bundle) {
@@ -173,7 +176,7 @@ int main(int argc, char **argv) {
     }
     emtp_error err = {0, ""};
     emtp_backend backend;
-    emtp_litert_options opts = {lib};
+    emtp_litert_options opts = {lib, (int)threads};
     int rc = emtp_litert_open(bundle, &opts, &backend, &err);
     emtp_generation gen;
     memset(&gen, 0, sizeof gen);

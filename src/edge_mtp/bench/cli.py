@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
 from edge_mtp.console import CONTEXT, DRAFT_LENS, OUTPUT
-from edge_mtp.errors import EdgeMTPError
 
 
 @click.command("bench", context_settings=CONTEXT)
@@ -28,23 +26,19 @@ from edge_mtp.errors import EdgeMTPError
 @click.option("--warmup", metavar="N", type=click.IntRange(min=0), default=1,
               help="unmeasured generations before each K")
 @click.option("--threads", metavar="N", type=click.IntRange(min=1), default=2,
-              help="CPU threads of the LiteRT / ONNX Runtime backends")
+              help="CPU threads of LiteRT / ONNX Runtime (every backend, the native core too)")
 @click.option("--bandwidth-mib", metavar="N", type=click.IntRange(min=1), default=512,
               help="array size of the memory-bandwidth copy")
 @click.option("--json", "json_out", type=OUTPUT, help="write the full result here (its folder must exist)")
 @click.option("--report", type=OUTPUT,
               help="write PNG plots and report.html into this directory (created; its parent must exist)")
-@click.pass_context
-def bench(ctx: click.Context, bundle: Path, backend: str | None, prompts: str, draft_lens: tuple[int | str, ...],
+def bench(bundle: Path, backend: str | None, prompts: str, draft_lens: tuple[int | str, ...],
           max_new_tokens: int, repetitions: int, warmup: int, threads: int, bandwidth_mib: int, json_out: Path | None,
           report: Path | None) -> int:
     """Sweep the draft length K over an export (BUNDLE: .litertlm, or an ONNX folder/.zip): rates,
     acceptance per draft slot, measured and predicted speedup; tables, JSON, plots."""
     from edge_mtp.bench.report import print_tables, write_json, write_report
     from edge_mtp.bench.runner import BenchConfig, run_bench
-
-    if backend == "native" and ctx.get_parameter_source("threads") is not ParameterSource.DEFAULT:
-        raise EdgeMTPError("--threads applies to --backend litert/onnx only: the native core has no thread setting")
 
     cfg = BenchConfig(bundle, backend, prompts, draft_lens, max_new_tokens, repetitions, warmup, threads,
                       bandwidth_mib)

@@ -80,11 +80,11 @@ def measure_python(backend: TimedBackend, prompt: list[int], k: int, new: int, c
     return sample
 
 
-def measure_native(bundle: Path, prompt: list[int], k: int | str, new: int, category: str) -> Sample:
+def measure_native(bundle: Path, prompt: list[int], k: int | str, new: int, category: str, threads: int) -> Sample:
     """One greedy generation of the C core (k = "auto": it times its costs first, outside the rounds)."""
     from edge_mtp.runtime.native import native_trace
 
-    lines = native_trace(bundle, prompt, new, draft_len=k)
+    lines = native_trace(bundle, prompt, new, draft_len=k, threads=threads)
     rounds = [x for x in lines if x["type"] == "round"]
     first, rest = rounds[0], rounds[1:]
     sample = Sample(category, k, len(prompt), len(lines[-1]["tokens"]), first["ms"]["verify"] / 1000.0,

@@ -58,13 +58,13 @@ class _Export:
             self.runner = TimedBackend(open_export(cfg.bundle, cfg.threads))
             self.manifest, self.tokenizer_json = self.runner.manifest, self.runner.tokenizer_json
             self.model_id = self.runner.model_id
-        self.path = cfg.bundle
+        self.path, self.threads = cfg.bundle, cfg.threads
 
     def measure(self, prompt: list[int], k: int | str, new: int, category: str) -> Sample:
         """One generation. `auto` times its costs right before (untimed), as `run --draft-len auto` does; the
         C CLI does that itself."""
         if self.runner is None:
-            return measure_native(self.path, prompt, k, new, category)
+            return measure_native(self.path, prompt, k, new, category, self.threads)
         if k == AUTO:
             from edge_mtp.runtime.draftlen import AutoDraft, calibrate
 

@@ -43,10 +43,10 @@ def litert_library() -> str | None:
 
 def native_args(prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int | str | None = None,
                 sampling: SamplingConfig | None = None, kv_view: str = "hf", trace: Path | str | None = None,
-                as_json: bool = False, draft_costs: DraftCosts | None = None) -> list[str]:
+                as_json: bool = False, draft_costs: DraftCosts | None = None, threads: int | None = None) -> list[str]:
     """The C CLI's flags for one run (native/src/cli.c): `draft_len=None` lets it use the bundle's K, "auto"
     chooses K per round (with `draft_costs`, else costs it times first), `sampling=None` is greedy (the C
-    CLI samples only when --temperature > 0)."""
+    CLI samples only when --temperature > 0), `threads=None` its default (2, as the Python backends)."""
     args = ["--prompt-ids", ",".join(map(str, prompt_ids)), "--max-new-tokens", str(max_new_tokens),
             "--kv-view", kv_view]
     if draft_len is not None:
@@ -56,6 +56,8 @@ def native_args(prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int |
     if sampling is not None:
         args += ["--temperature", repr(sampling.temperature), "--top-k", str(sampling.top_k),
                  "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
     if trace is not None:
         args += ["--trace", str(trace)]
     if as_json:
@@ -77,11 +79,13 @@ def run_native(bundle: Path | str, args: list[str], capture: bool = False) -> su
 
 def native_trace(bundle: Path | str, prompt_ids: Sequence[int], max_new_tokens: int,
                  draft_len: int | str | None = None, sampling: SamplingConfig | None = None, kv_view: str = "hf",
-                 path: Path | str | None = None, draft_costs: DraftCosts | None = None) -> list[dict]:
+                 path: Path | str | None = None, draft_costs: DraftCosts | None = None,
+                 threads: int | None = None) -> list[dict]:
     """Generate with the C CLI and return its step trace, written to `path` (else a temporary file)."""
     with tempfile.TemporaryDirectory(prefix="edge-mtp-native-") as tmp:
         trace = Path(path) if path is not None else Path(tmp) / "trace.jsonl"
-        flags = native_args(prompt_ids, max_new_tokens, draft_len, sampling, kv_view, trace, draft_costs=draft_costs)
+        flags = native_args(prompt_ids, max_new_tokens, draft_len, sampling, kv_view, trace, draft_costs=draft_costs,
+                            threads=threads)
         proc = run_native(bundle, flags, capture=True)
         if proc.returncode:
             tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
