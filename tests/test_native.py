@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from conftest import assert_same_trace
@@ -98,11 +99,32 @@ def test_cli_backend_native(bundles, tmp_path, capsys):
     assert main(["run", str(bundles.path("tiny-e2b")), "--prompt", "hi", "--backend", "native"]) == 2
 
 
-def test_native_threads_keep_the_trace_and_bad_counts_are_usage_errors(pairs, bundles):
-    """--threads reaches LiteRT as its CPU options (a payload it rejected would fail the open) and changes no
+def _most_tasks(bundle, prompt: list[int], threads: int) -> int:
+    """The most threads the C CLI's process had while generating with --threads `threads` (from /proc)."""
+    cmd = [str(BINARY), str(bundle), *native_args(prompt, 64, draft_len=2, threads=threads)]
+    if litert_library():
+        cmd += ["--litert-lib", litert_library()]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    most = 0
+    while proc.poll() is None:
+        try:
+            most = max(most, len(os.listdir(f"/proc/{proc.pid}/task")))
+        except FileNotFoundError:  # exited between poll and listdir
+            break
+        time.sleep(0.002)
+    assert proc.wait() == 0
+    return most
+
+
+def test_native_threads_reach_litert_keep_the_trace_and_bad_counts_are_usage_errors(pairs, bundles):
+    """--threads reaches LiteRT's XNNPACK: one thread makes a single-threaded process, three make worker
+    threads (an option LiteRT ignored, say a misspelt name, would give both the same count); it changes no
     token or top logit against the Python loop; a count that is not 0..1024 is a one-line usage error."""
     bundle = bundles.path("tiny-e2b")
     prompt = pairs.prompts("tiny-e2b")[0]
+    if os.path.isdir("/proc/self/task"):
+        one, three = _most_tasks(bundle, prompt, 1), _most_tasks(bundle, prompt, 3)
+        assert one == 1 and three > one, (one, three)
     cfg = LoopConfig(draft_len=2, max_new_tokens=8)
     backend = LiteRTBackend(bundle)
     ref = json.loads(json.dumps(trace_lines(generate(backend, prompt, cfg), cfg, backend.name, backend.model_id)))

@@ -81,6 +81,10 @@ void emtp_residual(const double *p, const double *q, int n, double *out);
 /* numpy's pairwise summation (np.sum of a contiguous float64 array), bit for bit. */
 double emtp_pairwise_sum(const double *a, ptrdiff_t n);
 int emtp_argmax(const float *row, int n);
+/* Sampling's top-k shortcut: the ids (in id order, into `ids`, room for n) whose value is at or above a floor
+ * the top_k-th largest cannot be below (the top_k-th largest block maximum); their count, or 0 when the full
+ * sort must decide (top_k not in 1..n-1, NaN in x, fewer than top_k at or above the floor). `scratch`: n doubles. */
+int emtp_top_k_candidates(const double *x, int n, int top_k, double *scratch, int *ids);
 
 /* ---- backend vtable ---------------------------------------------------------------------------- */
 typedef struct emtp_views {

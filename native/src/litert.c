@@ -59,6 +59,7 @@ typedef struct lrt_api {
     /* optional (NULL where the library lacks them): the CPU accelerator's settings as opaque options */
     lrt_status (*CreateOpaqueOptions)(const char *identifier, void *payload, void (*destroy)(void *), lrt_handle *);
     lrt_status (*AddOpaqueOptions)(lrt_handle options, lrt_handle opaque);
+    void (*DestroyOpaqueOptions)(lrt_handle opaque);
 } lrt_api;
 
 static int load_api(lrt_api *a, const char *path, emtp_error *err) {
@@ -94,21 +95,25 @@ static int load_api(lrt_api *a, const char *path, emtp_error *err) {
         }
         memcpy(syms[i].slot, &p, sizeof p); /* object <- function pointer, as POSIX dlsym requires */
     }
-    void *create = dlsym(a->dl, "LiteRtCreateOpaqueOptions"), *add = dlsym(a->dl, "LiteRtAddOpaqueOptions");
-    if (create && add) {
+    void *create = dlsym(a->dl, "LiteRtCreateOpaqueOptions"), *add = dlsym(a->dl, "LiteRtAddOpaqueOptions"),
+         *destroy = dlsym(a->dl, "LiteRtDestroyOpaqueOptions");
+    if (create && add && destroy) {
         memcpy(&a->CreateOpaqueOptions, &create, sizeof create);
         memcpy(&a->AddOpaqueOptions, &add, sizeof add);
+        memcpy(&a->DestroyOpaqueOptions, &destroy, sizeof destroy);
     }
     return EMTP_OK;
 }
 
 /* The CPU accelerator's thread count. LiteRT reads its CPU settings from opaque options named "xnnpack" whose
  * payload is TOML text (what its C++ CpuOptions and Python's CpuOptions(num_threads=...) write); without them
- * XNNPACK runs on its default, which decoded E2B in 74 ms where Python's 2 threads took 50. */
+ * XNNPACK runs on its default, which decoded E2B in 74 ms where Python's 2 threads took 50. Needs the
+ * four-argument LiteRtCreateOpaqueOptions (LiteRT 2.x; early 2025 builds took a payload version first). */
 static int set_threads(lrt_api *a, lrt_handle options, int threads, emtp_error *err) {
     if (threads <= 0) return EMTP_OK;
     if (!a->CreateOpaqueOptions)
-        return emtp_fail(err, EMTP_ELITERT, "this LiteRT library cannot set CPU threads (no LiteRtCreateOpaqueOptions)");
+        return emtp_fail(err, EMTP_ELITERT,
+                         "this LiteRT library cannot set CPU threads (no LiteRtCreateOpaqueOptions); use --threads 0");
     char *toml = malloc(32);
     lrt_handle opaque = NULL;
     if (!toml) return emtp_fail(err, EMTP_ENOMEM, "out of memory");
@@ -117,8 +122,10 @@ static int set_threads(lrt_api *a, lrt_handle options, int threads, emtp_error *
         free(toml);
         return emtp_fail(err, EMTP_ELITERT, "cannot create LiteRT's CPU options");
     }
-    if (a->AddOpaqueOptions(options, opaque))
+    if (a->AddOpaqueOptions(options, opaque)) {
+        a->DestroyOpaqueOptions(opaque); /* frees the payload too */
         return emtp_fail(err, EMTP_ELITERT, "cannot add LiteRT's CPU options");
+    }
     return EMTP_OK;
 }
 

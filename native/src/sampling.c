@@ -86,14 +86,19 @@ void emtp_sampler_free(emtp_sampler *s) {
     s->kept = s->work = NULL;
 }
 
-/* Sort ids by value descending, ties smaller id first (np.lexsort((arange, -x))). In-place merge sort
- * on `order` keyed by x: stable, so starting from id order gives the tie rule. */
+/* Whether a ranks above b: larger first, NaN last (numpy sorts NaN to the end). */
+static int ranks_above(double a, double b) {
+    return a > b || (isnan(b) && !isnan(a));
+}
+
+/* Sort ids by value descending, ties smaller id first, NaN last (np.lexsort((arange, -x))). In-place merge
+ * sort on `order` keyed by x: stable, so starting from id order gives the tie rule. */
 static void sort_desc(int *order, int *tmp, const double *x, int n) {
     for (int width = 1; width < n; width *= 2) {
         for (int lo = 0; lo < n; lo += 2 * width) {
             int mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
             int i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) tmp[k++] = (x[order[j]] > x[order[i]]) ? order[j++] : order[i++];
+            while (i < mid && j < hi) tmp[k++] = ranks_above(x[order[j]], x[order[i]]) ? order[j++] : order[i++];
             while (i < mid) tmp[k++] = order[i++];
             while (j < hi) tmp[k++] = order[j++];
         }
@@ -106,9 +111,8 @@ static int descending(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-/* With top_k: a value the top_k-th largest of x is at least, the top_k-th largest of its block maxima (top_k
- * blocks each hold a value that high), as Python's `_top_k_floor`; `maxima` has room for n doubles. Returns
- * 0 when x has NaN (the full sort decides). */
+/* A value the top_k-th largest of x is at least: the top_k-th largest of its block maxima (top_k blocks each
+ * hold a value that high), as Python's `_top_k_floor`; `maxima` has room for n doubles. 0 when x has NaN. */
 static int top_k_floor(const double *x, int n, int top_k, double *maxima, double *floor_out) {
     int blocks = top_k > 4096 ? top_k : 4096, step = n / blocks > 1 ? n / blocks : 1, nb = 0;
     for (int lo = 0; lo < n; lo += step, nb++) {
@@ -123,20 +127,24 @@ static int top_k_floor(const double *x, int n, int top_k, double *maxima, double
     return 1;
 }
 
-/* s->order[0..] = ids by value descending, ties smaller id first (np.lexsort((arange, -x))); returns how
- * many lead the order meaningfully: top_k, or n. With top_k only the ids at or above top_k_floor are sorted:
- * a merge sort of Gemma's 262144 logits for every draft and verified position is what sampling cost. */
+int emtp_top_k_candidates(const double *x, int n, int top_k, double *scratch, int *ids) {
+    double floor_value;
+    if (top_k <= 0 || top_k >= n || !top_k_floor(x, n, top_k, scratch, &floor_value)) return 0;
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        if (x[i] >= floor_value) ids[c++] = i;
+    return c >= top_k ? c : 0;
+}
+
+/* s->order[0..] = ids by value descending, ties smaller id first, NaN last (np.lexsort((arange, -x)));
+ * returns how many lead the order meaningfully: top_k, or n. With top_k only emtp_top_k_candidates are
+ * sorted: a merge sort of Gemma's 262144 logits for every draft and verified position is what sampling cost. */
 static int rank(emtp_sampler *s, const double *x, int n) {
     int top_k = s->cfg.top_k, *tmp = (int *)(void *)s->work; /* work has room for n doubles >= n ints */
-    double floor_value;
-    if (top_k && top_k < n && top_k_floor(x, n, top_k, s->kept, &floor_value)) {
-        int c = 0;
-        for (int i = 0; i < n; i++)
-            if (x[i] >= floor_value) s->order[c++] = i;
-        if (c >= top_k) {
-            sort_desc(s->order, tmp, x, c);
-            return top_k;
-        }
+    int c = emtp_top_k_candidates(x, n, top_k, s->kept, s->order);
+    if (c) {
+        sort_desc(s->order, tmp, x, c);
+        return top_k;
     }
     for (int i = 0; i < n; i++) s->order[i] = i;
     sort_desc(s->order, tmp, x, n);

@@ -33,7 +33,8 @@ static int spill(const char *path, const unsigned char *data, size_t n) {
 static void test_generate(checks *c, const char *bundle) {
     emtp_backend b;
     emtp_error err = {0, ""};
-    int rc = emtp_litert_open(bundle, NULL, &b, &err);
+    emtp_litert_options opts = {NULL, 2}; /* 2 threads: the CPU options' payload is owned and freed by LiteRT */
+    int rc = emtp_litert_open(bundle, &opts, &b, &err);
     CHECKF(c, rc == 0, "%s", err.message);
     if (rc) return;
     CHECK(c, b.vocab_size > 0 && b.hidden_size > 0 && b.context > 0 && b.has_drafter && b.max_verify >= 1);

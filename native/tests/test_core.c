@@ -384,6 +384,12 @@ static void test_top_k_distribution(checks *c) {
         CHECK(c, emtp_sampler_init(&s, &cfg, N, &err) == 0);
         emtp_distribution(&s, row, probs);
         emtp_sampler_free(&s);
+        /* the shortcut itself is taken (a wrong floor would fall back to the full sort, exact but slow) */
+        static double x[N], scratch[N];
+        static int candidates[N];
+        for (int i = 0; i < N; i++) x[i] = row[i];
+        int n_candidates = emtp_top_k_candidates(x, N, TOP_K, scratch, candidates);
+        CHECKF(c, n_candidates >= TOP_K && n_candidates < N / 2, "trial %d: %d candidates", trial, n_candidates);
         int found = 0;
         for (int i = 0; i < N; i++) {
             int rank = 0;
@@ -398,6 +404,17 @@ static void test_top_k_distribution(checks *c) {
         for (int i = 0; i < N; i++) nonzero += probs[i] != 0.0;
         CHECKF(c, same && nonzero == TOP_K, "top_k distribution, trial %d: %d ids kept", trial, nonzero);
     }
+    /* NaN ranks last, as in numpy's sort: the top 3 of [NaN, 1, 2, NaN, 0, 3] are ids 5, 2, 1 */
+    const float with_nan[6] = {NAN, 1, 2, NAN, 0, 3};
+    emtp_sampling cfg = {1.0, 3, 1.0, 0};
+    emtp_sampler s;
+    emtp_error err = {0};
+    CHECK(c, emtp_sampler_init(&s, &cfg, 6, &err) == 0);
+    emtp_distribution(&s, with_nan, probs);
+    emtp_sampler_free(&s);
+    double z = 1.0 + exp(-1.0) + exp(-2.0);
+    CHECKF(c, fabs(probs[5] - 1.0 / z) < 1e-15 && fabs(probs[2] - exp(-1.0) / z) < 1e-15 && probs[0] == 0.0 &&
+              probs[3] == 0.0 && probs[4] == 0.0, "NaN row: %g %g %g", probs[5], probs[2], probs[0]);
 }
 
 static void test_views(checks *c) {

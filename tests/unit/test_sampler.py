@@ -19,6 +19,7 @@ from edge_mtp.runtime.sampling import (
     PCG32,
     Sampler,
     SamplingConfig,
+    _top_k_floor,
     distribution,
     ranked,
     draw,
@@ -171,4 +172,22 @@ def test_top_k_ranking_is_the_full_sort_s_prefix(size):
             x[u < 0.001] = np.nan
         full = np.lexsort((np.arange(size), -x))
         for top_k in (1, 3, 64, size - 1):
+            assert np.array_equal(ranked(x, top_k), full[:top_k]), (trial, top_k)
+
+
+@pytest.mark.parametrize("size", [20000, 262144])
+def test_top_k_ranking_takes_its_shortcut_on_finite_rows(size):
+    """A floor set too high would fall back to the full sort and still be exact, so the test above cannot see
+    it: on finite rows (a target's, a drafter's with one fill value) the floor must leave at least top_k and
+    only a small share of the ids, and the ranking of those must be the full sort's prefix."""
+    rng = np.random.default_rng(size + 1)
+    for trial in range(4):
+        x = rng.standard_normal(size) * 3.0
+        if trial % 2:
+            x[rng.random(size) < 0.9] = -11.0  # a drafter: 10 % candidates, the rest one fill value
+        full = np.lexsort((np.arange(size), -x))
+        for top_k in (1, 64, 1000):
+            floor = _top_k_floor(x, top_k)
+            taken = int(np.count_nonzero(x >= floor))
+            assert top_k <= taken < size // 4, (trial, top_k, taken)
             assert np.array_equal(ranked(x, top_k), full[:top_k]), (trial, top_k)

@@ -88,7 +88,7 @@ public final class SpeculativeSession: @unchecked Sendable {
         observed.initialize(to: emtp_backend())
         var err = emtp_error()
         let library = litertLibrary ?? SpeculativeSession.bundledLiteRtLibrary()
-        let cpuThreads = Int32(threads ?? min(4, ProcessInfo.processInfo.activeProcessorCount))
+        let cpuThreads = Int32(clamping: threads ?? min(4, ProcessInfo.processInfo.activeProcessorCount))
         let rc: Int32 = bundlePath.withCString { path in
             if let library {
                 return library.withCString { lib in
