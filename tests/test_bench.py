@@ -132,6 +132,9 @@ def test_auto_draft_len(bundles, distill_file, backend, tmp_path):
     best = next(r for r in result["results"] if r["draft_len"] == result["auto"]["best_fixed_k"])
     assert math.isclose(result["auto"]["vs_best_fixed"], auto["decode_tok_s"] / best["decode_tok_s"], rel_tol=1e-12)
     assert set(result["auto"]["categories"]) == {"distill"}
+    one = result["auto"]["categories"]["distill"]  # the only category: its paired medians are the whole run's
+    assert one["vs_k0_paired"] == result["auto"]["vs_k0_paired"] > 0
+    assert one["vs_best_fixed_paired"] == result["auto"]["vs_best_fixed_paired"] > 0
     path = tmp_path / "auto.json"
     path.write_text(json.dumps(auto["run"]))
     run = parse_bench(path)

@@ -66,10 +66,11 @@ def auto_lines(result: dict) -> list[str]:
     verify = "/".join(f"{v:.2f}" for v in p["verify_ms"])
     costs = (f"(medians) first draft {p['first_draft_ms']:.2f} ms, next drafts {p['draft_ms']:.2f} ms, "
              f"verify(1..{p['max_draft_len'] + 1}) {verify} ms")
-    parts = [f"{c}: {a['vs_k0']:.3f} of K=0, {a['vs_best_fixed']:.3f} of best K={a['best_fixed_k']}"
-             for c, a in auto["categories"].items()]
+    parts = [f"{c}: {a['vs_k0']:.3f} of K=0 (paired {_f(a['vs_k0_paired'], '.3f')}), {a['vs_best_fixed']:.3f} of best "
+             f"K={a['best_fixed_k']} (paired {_f(a['vs_best_fixed_paired'], '.3f')})" for c, a in auto["categories"].items()]
     total = (f"auto: {auto['decode_tok_s']:.1f} tok/s = {auto['vs_k0']:.3f} x K=0, {auto['vs_best_fixed']:.3f} x "
-             f"best fixed K={auto['best_fixed_k']}; rounds per K {row['rounds_per_k']}, probes {row['probes']}; "
+             f"best fixed K={auto['best_fixed_k']}; medians of paired generations {_f(auto['vs_k0_paired'], '.3f')} x K=0, "
+             f"{_f(auto['vs_best_fixed_paired'], '.3f')} x best; rounds per K {row['rounds_per_k']}, probes {row['probes']}; "
              f"costs {costs}")
     return [total, "auto per category: " + "; ".join(parts)]
 

@@ -14,7 +14,7 @@ from edge_mtp.bench import predict
 from edge_mtp.bench.bandwidth import copy_bandwidth
 from edge_mtp.bench.measure import Sample, TimedBackend, measure_native, measure_python
 from edge_mtp.bench.prompts import load_prompts
-from edge_mtp.bench.stats import summarize
+from edge_mtp.bench.stats import paired_ratio, summarize
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime.draftlen import AUTO
 
@@ -192,15 +192,18 @@ def _summarize(samples: list[Sample], k: int | str, k_max: int) -> dict:
     return row
 
 
-def _auto_vs_fixed(rows: dict) -> dict | None:
-    """decode tok/s of auto against K = 0 and against the best fixed K (the acceptance criteria)."""
+def _auto_vs_fixed(rows: dict, samples: dict) -> dict | None:
+    """decode tok/s of auto against K = 0 and against the best fixed K (the acceptance criteria), as ratios of
+    the totals and as medians of paired generations (stats.py)."""
     if AUTO not in rows:
         return None
     fixed = [r for k, r in rows.items() if k != AUTO]
     best = max(fixed, key=lambda r: r["decode_tok_s"])
     auto = rows[AUTO]["decode_tok_s"]
     return {"decode_tok_s": auto, "vs_k0": auto / rows[0]["decode_tok_s"], "best_fixed_k": best["draft_len"],
-            "vs_best_fixed": auto / best["decode_tok_s"]}
+            "vs_best_fixed": auto / best["decode_tok_s"],
+            "vs_k0_paired": paired_ratio(samples[AUTO], samples[0]),
+            "vs_best_fixed_paired": paired_ratio(samples[AUTO], samples[best["draft_len"]])}
 
 
 def analyze(samples: dict[int | str, list[Sample]], export: _Export, cfg: BenchConfig, info: dict,
@@ -217,14 +220,15 @@ def analyze(samples: dict[int | str, list[Sample]], export: _Export, cfg: BenchC
             row["category"], row["speedup"] = category, row["decode_tok_s"] / per_k[0]["decode_tok_s"]
             categories.append(row)
         if AUTO in per_k:
-            auto_categories[category] = _auto_vs_fixed(per_k)
+            auto_categories[category] = _auto_vs_fixed(
+                per_k, {k: [s for s in ss if s.category == category] for k, ss in samples.items()})
     fixed = [r for k, r in rows.items() if k != AUTO]
     best = max(fixed, key=lambda r: r["decode_tok_s"])
     best_pred = max((r for r in fixed if "predicted_speedup" in r), key=lambda r: r["predicted_speedup"])
     out = {"results": list(rows.values()), "categories": categories, "best_k": best["draft_len"],
            "best_k_predicted": best_pred["draft_len"], "acceptance_curve": CURVE}
     if AUTO in rows:
-        out["auto"] = {**_auto_vs_fixed(rows), "categories": auto_categories}
+        out["auto"] = {**_auto_vs_fixed(rows, samples), "categories": auto_categories}
     return out
 
 

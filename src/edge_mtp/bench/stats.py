@@ -8,11 +8,14 @@ Definitions (all sums over every measured generation of the row):
 * mean tokens per round = decode tokens / decode rounds (all decode rounds).
 * per-call costs = mean drafter step, mean verify call of K+1 tokens, per-round loop overhead =
   round wall time - its calls.
+* paired ratio of two Ks = the median, over generations of the same prompt and repetition (run next to
+  each other), of one K's decode tok/s over the other's: a burst of load or a slow process start moves
+  a sum over all generations, while the pairs' median holds.
 """
 
 from __future__ import annotations
 
-from statistics import fmean
+from statistics import fmean, median
 
 from edge_mtp.bench.measure import Sample
 from edge_mtp.bench.predict import conditional, expected_tokens
@@ -67,3 +70,23 @@ def summarize(samples: list[Sample], k: int) -> dict:
         "expected_tokens_per_full_round": expected_tokens(rates),
         **costs(samples, k),
     }
+
+
+def generation_tok_s(sample: Sample) -> float | None:
+    """Decode tok/s of one generation (tokens after the first over its decode rounds' wall time); None if it
+    stopped after its first token."""
+    wall = sum(r["wall_s"] for r in sample.rounds)
+    return (sample.tokens - 1) / wall if wall > 0 else None
+
+
+def paired_ratio(samples: list[Sample], baseline: list[Sample]) -> float | None:
+    """Median over paired generations (same prompt and repetition) of decode tok/s over the baseline's; None
+    if no pair has decode rounds on both sides."""
+    ratios = []
+    for s, b in zip(samples, baseline, strict=True):
+        if (s.category, s.prompt_tokens) != (b.category, b.prompt_tokens):
+            raise ValueError(f"unpaired generations: {s.category}/{s.prompt_tokens} against {b.category}/{b.prompt_tokens}")
+        mine, theirs = generation_tok_s(s), generation_tok_s(b)
+        if mine and theirs:
+            ratios.append(mine / theirs)
+    return median(ratios) if ratios else None
