@@ -9,6 +9,7 @@
 #ifndef EDGE_MTP_H
 #define EDGE_MTP_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,6 +82,11 @@ void emtp_residual(const double *p, const double *q, int n, double *out);
 /* numpy's pairwise summation (np.sum of a contiguous float64 array), bit for bit. */
 double emtp_pairwise_sum(const double *a, ptrdiff_t n);
 int emtp_argmax(const float *row, int n);
+/* The one ranking rule of the top list and of sampling: a ranks above b if larger, NaN last (numpy's sort
+ * order); equal values keep id order in both, which visit ids in order. Floats convert to double exactly. */
+static inline int emtp_ranks_above(double a, double b) {
+    return a > b || (isnan(b) && !isnan(a));
+}
 /* Sampling's top-k shortcut: the ids (in id order, into `ids`, room for n) whose value is at or above a floor
  * the top_k-th largest cannot be below (the top_k-th largest block maximum); their count, or 0 when the full
  * sort must decide (top_k not in 1..n-1, NaN in x, fewer than top_k at or above the floor). `scratch`: n doubles. */

@@ -2,7 +2,6 @@
  * and speculative-sampling rules; docs/sampling.md: the order of uniforms). */
 #include "edge_mtp.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,11 +57,6 @@ static double round3(double ms) {
     return (double)(long long)(r + (r >= 0 ? 0.5 : -0.5)) / 1000.0;
 }
 
-/* Whether logit a ranks above b in the trace's top list: larger first, NaN last (as Python's stable sort of -row). */
-static int ranks_above(float a, float b) {
-    return a > b || (isnan(b) && !isnan(a));
-}
-
 /* One pass over the row; ids are visited in order and only a strictly higher rank moves an entry down, so the
  * smaller id stays first among equals. At a 262144-token vocabulary the k selection passes this replaces
  * cost a few ms a round. */
@@ -70,9 +64,9 @@ void emtp_top_logits(const float *row, int n, emtp_round *r) {
     int k = n < EMTP_TOP_LOGITS ? n : EMTP_TOP_LOGITS;
     r->n_top = 0;
     for (int i = 0; i < n; i++) {
-        if (r->n_top == k && !ranks_above(row[i], r->top_values[k - 1])) continue;
+        if (r->n_top == k && !emtp_ranks_above(row[i], r->top_values[k - 1])) continue;
         int at = r->n_top < k ? r->n_top : k - 1;
-        for (; at > 0 && ranks_above(row[i], r->top_values[at - 1]); at--) {
+        for (; at > 0 && emtp_ranks_above(row[i], r->top_values[at - 1]); at--) {
             r->top_ids[at] = r->top_ids[at - 1];
             r->top_values[at] = r->top_values[at - 1];
         }

@@ -86,11 +86,6 @@ void emtp_sampler_free(emtp_sampler *s) {
     s->kept = s->work = NULL;
 }
 
-/* Whether a ranks above b: larger first, NaN last (numpy sorts NaN to the end). */
-static int ranks_above(double a, double b) {
-    return a > b || (isnan(b) && !isnan(a));
-}
-
 /* Sort ids by value descending, ties smaller id first, NaN last (np.lexsort((arange, -x))). In-place merge
  * sort on `order` keyed by x: stable, so starting from id order gives the tie rule. */
 static void sort_desc(int *order, int *tmp, const double *x, int n) {
@@ -98,7 +93,7 @@ static void sort_desc(int *order, int *tmp, const double *x, int n) {
         for (int lo = 0; lo < n; lo += 2 * width) {
             int mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
             int i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) tmp[k++] = ranks_above(x[order[j]], x[order[i]]) ? order[j++] : order[i++];
+            while (i < mid && j < hi) tmp[k++] = emtp_ranks_above(x[order[j]], x[order[i]]) ? order[j++] : order[i++];
             while (i < mid) tmp[k++] = order[i++];
             while (j < hi) tmp[k++] = order[j++];
         }
