@@ -9,6 +9,8 @@ on the values.
 
     .venv/bin/python benchmarks/matmulnbits_rows.py --rows 1,2,3,4,5,6,8 --blocks 128,256 \\
         --json benchmarks/results/issue12/onnx-window/matmulnbits-rows.json
+    .venv/bin/python benchmarks/matmulnbits_rows.py --rows 1,2,3,4,5 --blocks 256 --chunks 1,8,32,96 \\
+        --json benchmarks/results/issue12/onnx-window/matmulnbits-chunks.json
 
 Results: benchmarks/README.md, "ONNX Runtime vs LiteRT".
 """
@@ -26,21 +28,29 @@ from pathlib import Path
 import numpy as np
 
 
-def session(k: int, n: int, block: int, threads: int, seed: int = 0):
-    """One MatMulNBits node Y[M, n] = A[M, k] . W[k, n], W int4 in blocks of `block` along k."""
+def session(k: int, n: int, block: int, threads: int, chunks: int = 1, seed: int = 0):
+    """Y[M, n] = A[M, k] . W[k, n], W int4 in blocks of `block` along k, as `chunks` MatMulNBits nodes of n / chunks
+    columns each (then one Concat): with chunks small enough for the caches, a kernel that reads W once per
+    pair of rows would stop paying for the re-reads; one that is compute-bound would not change."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(seed)
-    data = rng.integers(0, 256, size=(n, k // block, block // 2), dtype=np.uint8)
-    scales = rng.random(n * k // block, dtype=np.float32) * 0.01
-    node = helper.make_node("MatMulNBits", ["A", "B", "scales"], ["Y"], domain="com.microsoft", K=k, N=n,
-                            bits=4, block_size=block, accuracy_level=4)
+    width = n // chunks
+    nodes, weights = [], []
+    for c in range(chunks):
+        data = rng.integers(0, 256, size=(width, k // block, block // 2), dtype=np.uint8)
+        scales = rng.random(width * k // block, dtype=np.float32) * 0.01
+        weights += [helper.make_tensor(f"B{c}", TensorProto.UINT8, data.shape, data.tobytes(), raw=True),
+                    helper.make_tensor(f"scales{c}", TensorProto.FLOAT, scales.shape, scales.tobytes(), raw=True)]
+        nodes.append(helper.make_node("MatMulNBits", ["A", f"B{c}", f"scales{c}"], [f"Y{c}" if chunks > 1 else "Y"],
+                                      domain="com.microsoft", K=k, N=width, bits=4, block_size=block,
+                                      accuracy_level=4))
+    if chunks > 1:
+        nodes.append(helper.make_node("Concat", [f"Y{c}" for c in range(chunks)], ["Y"], axis=-1))
     graph = helper.make_graph(
-        [node], "matmulnbits", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
-        [helper.make_tensor("B", TensorProto.UINT8, data.shape, data.tobytes(), raw=True),
-         helper.make_tensor("scales", TensorProto.FLOAT, scales.shape, scales.tobytes(), raw=True)])
+        nodes, "matmulnbits", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 10
     options = ort.SessionOptions()
@@ -52,8 +62,8 @@ def session(k: int, n: int, block: int, threads: int, seed: int = 0):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def measure(sessions: dict[int, object], rows: list[int], k: int, rounds: int, iters: int) -> dict:
-    """Median ms per (block, M), every round running every block and row count in turn."""
+def measure(sessions: dict[str, object], rows: list[int], k: int, rounds: int, iters: int) -> dict:
+    """Median ms per (variant, M), every round running every variant and row count in turn."""
     rng = np.random.default_rng(1)
     times: dict[tuple[int, int], list[float]] = {}
     for _ in range(rounds):
@@ -74,6 +84,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=98304, help="output features (default: a 75 MB int4 weight)")
     parser.add_argument("--rows", default="1,2,3,4,5,6,8")
     parser.add_argument("--blocks", default="128,256")
+    parser.add_argument("--chunks", default="1", help="split the weight into this many nodes along n (1,8,...)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--iters", type=int, default=3)
@@ -84,18 +95,20 @@ def main() -> None:
 
     rows = [int(x) for x in args.rows.split(",")]
     blocks = [int(x) for x in args.blocks.split(",")]
-    sessions = {b: session(args.k, args.n, b, args.threads) for b in blocks}
+    chunks = [int(x) for x in args.chunks.split(",")]
+    sessions = {(f"{b}" if c == 1 else f"{b}x{c}"): session(args.k, args.n, b, args.threads, c)
+                for b in blocks for c in chunks}
     load_before = os.getloadavg()[0]
     results = measure(sessions, rows, args.k, args.rounds, args.iters)
     weight_mb = args.k * args.n / 2 / 1e6
     print(f"onnxruntime {ort.__version__}, {args.threads} threads, int4 weight {args.k} x {args.n} ({weight_mb:.0f} MB)")
-    print(f"{'block':>6}" + "".join(f"{f'M={m} ms':>12}" for m in rows) + "   M rows / 1 row")
-    for block, by_rows in results.items():
+    print(f"{'block':>9}" + "".join(f"{f'M={m} ms':>12}" for m in rows) + "   M rows / 1 row   (BxC: C nodes)")
+    for label, by_rows in results.items():
         ratios = " ".join(f"{by_rows[m] / by_rows[rows[0]]:.2f}" for m in rows)
-        print(f"{block:>6}" + "".join(f"{by_rows[m]:>12.2f}" for m in rows) + f"   {ratios}")
+        print(f"{label:>9}" + "".join(f"{by_rows[m]:>12.2f}" for m in rows) + f"   {ratios}")
     if args.json:
         record = {"onnxruntime": ort.__version__, "threads": args.threads, "k": args.k, "n": args.n,
-                  "weight_mb": weight_mb, "median_ms": {str(b): {str(m): v for m, v in r.items()} for b, r in results.items()},
+                  "weight_mb": weight_mb, "median_ms": {b: {str(m): v for m, v in r.items()} for b, r in results.items()},
                   "load_avg_1min": [load_before, os.getloadavg()[0]], "machine": platform.platform()}
         args.json.write_text(json.dumps(record, indent=1))
 
