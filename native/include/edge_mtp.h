@@ -176,10 +176,10 @@ void emtp_draft_state_free(emtp_draft_state *s);
 int emtp_draft_decide(emtp_draft_state *s, int k_max, double *rates, int *probe);
 void emtp_draft_record(emtp_draft_state *s, int drafts, int accepted);
 void emtp_draft_record_probe(emtp_draft_state *s, int accepted);
-/* Time the backend as rounds use it (draftlen.py calibrate): after a one-token prefill of `token`, 1 + `reps`
- * passes over K = 0..k (interleaved) of two rounds in a row of K chained drafter steps then a verify of K+1
- * tokens at position 1, the second timed; medians of the measured passes into p's costs, verify_ms made
- * non-decreasing (calibrated = 1). */
+/* Time the backend as a steady run of rounds uses it (draftlen.py calibrate): after a one-token prefill of
+ * `token`, 1 + `reps` passes over K = 0..k (interleaved), each a run of up to 4 greedy rounds of K drafts from
+ * position 1 with every draft taken as accepted, the second half timed; medians into p's costs, verify_ms
+ * made non-decreasing (calibrated = 1). */
 int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_policy *p, emtp_error *err);
 
 /* ---- the loop (runtime/loop.py, docs/loop.md) -------------------------------------------------- */

@@ -207,7 +207,7 @@ int main(int argc, char **argv) {
                 rc = emtp_fail(&err, EMTP_EUSAGE, "--prompt-ids: id %d is outside the vocabulary of %d", (int)prompt[i],
                                backend.vocab_size);
         if (!rc && draft_auto && costs_k < 0)
-            rc = emtp_calibrate(&backend, cfg.draft_len, prompt[0], 5, &cfg.policy, &err);
+            rc = emtp_calibrate(&backend, cfg.draft_len, prompt[0], 3, &cfg.policy, &err);
         if (!rc) rc = emtp_generate(&backend, prompt, n_prompt, &cfg, &gen, &err);
         if (!rc && trace) rc = emtp_write_trace_file(trace, &gen, &cfg, backend.name, backend.model_id, &err);
         if (!rc) {

@@ -198,53 +198,92 @@ static double median_ms(double *v, int n) {
     return r > 0.001 ? r : 0.001;
 }
 
+/* Rounds of each K that fit after a one-token prefill (draftlen.py calibration_rounds): 4, fewer in a short
+ * context, 0 when not even 2 fit. */
+static int calibration_rounds(int k, int context) {
+    int rounds = (context - 1) / (k + 1);
+    if (rounds > 4) rounds = 4;
+    return rounds < 2 ? 0 : rounds;
+}
+
+/* One greedy round of d drafts at query position q, every draft taken as accepted (draftlen.py
+ * _timed_round): the drafter steps' ms into steps[], the verify's into *verify_ms; *last and carry become
+ * the target's next token and hidden state. */
+static int timed_round(emtp_backend *b, int d, int q, int prev_first, int prev_last, int32_t *last, float *carry,
+                       float *logits, float *hidden, float *next, double *steps, double *verify_ms,
+                       emtp_error *err) {
+    const int V = b->vocab_size, H = b->hidden_size;
+    emtp_views views = emtp_drafter_views(prev_first, prev_last, q + 1, b->sliding_window, EMTP_KV_HF);
+    int32_t seq[EMTP_MAX_DRAFT + 1];
+    float *src = carry, *dst = next; /* ping-pong: carry is overwritten by the verify's hidden state below */
+    seq[0] = *last;
+    for (int i = 0; i < d; i++) {
+        double t0 = clock_ms();
+        int rc = b->ops->draft(b->self, seq[i], src, q, &views, logits, dst, err);
+        if (rc) return rc;
+        steps[i] = clock_ms() - t0;
+        seq[i + 1] = emtp_argmax(logits, V);
+        float *t = src;
+        src = dst, dst = t;
+    }
+    double t0 = clock_ms();
+    int rc = b->ops->verify(b->self, seq, d + 1, q, logits, hidden, err);
+    if (rc) return rc;
+    *verify_ms = clock_ms() - t0;
+    *last = emtp_argmax(logits + (size_t)d * (size_t)V, V);
+    memcpy(carry, hidden + (size_t)d * (size_t)H, sizeof(float) * (size_t)H);
+    return EMTP_OK;
+}
+
 int emtp_calibrate(emtp_backend *b, int k, int32_t token, int reps, emtp_draft_policy *p, emtp_error *err) {
     if (k < 0 || k > EMTP_MAX_DRAFT || reps < 1)
         return emtp_fail(err, EMTP_EUSAGE, "calibration: K must be in 0..%d", EMTP_MAX_DRAFT);
-    if (b->context < k + 2)
-        return emtp_fail(err, EMTP_EUSAGE, "calibrating K up to %d needs a context of %d, not %d", k, k + 2,
-                         b->context);
+    const int rounds = calibration_rounds(k, b->context), timed = rounds - rounds / 2;
+    if (!rounds)
+        return emtp_fail(err, EMTP_EUSAGE, "calibrating K up to %d needs a context of %d, not %d", k,
+                         2 * (k + 1) + 1, b->context);
     if (k > 0 && !b->has_drafter)
         return emtp_fail(err, EMTP_EUSAGE, "this bundle has no tf_lite_mtp_drafter section; use --draft-len 0");
     const int V = b->vocab_size, H = b->hidden_size, warmup = 1;
-    const size_t R = (size_t)reps;
+    const size_t R = (size_t)reps * (size_t)timed; /* timed rounds of each K */
     float *logits = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)V);
     float *hidden = malloc(sizeof(float) * (size_t)(k + 1) * (size_t)H);
     float *start = malloc(sizeof(float) * (size_t)H), *carry = malloc(sizeof(float) * (size_t)H);
     float *next = malloc(sizeof(float) * (size_t)H);
-    double *verify = malloc(sizeof(double) * (size_t)(k + 1) * R); /* [K][rep]: verify after K drafts */
+    double *verify = malloc(sizeof(double) * (size_t)(k + 1) * R); /* [K][timed round]: verify of K+1 tokens */
     double *first = malloc(sizeof(double) * (size_t)(k + 1) * R);  /* first step of each drafting round */
     double *further = malloc(sizeof(double) * (size_t)(k + 1) * R); /* later steps of the K = k rounds */
-    int32_t seq[EMTP_MAX_DRAFT + 1];
-    int n_first = 0, n_further = 0, rc = EMTP_OK;
+    double steps[EMTP_MAX_DRAFT];
+    int n_first = 0, n_further = 0, n_verify[EMTP_MAX_DRAFT + 1] = {0}, rc = EMTP_OK;
+    int32_t start_token;
     if (!logits || !hidden || !start || !carry || !next || !verify || !first || !further) {
         rc = emtp_fail(err, EMTP_ENOMEM, "out of memory (calibration)");
         goto done;
     }
-    for (int i = 0; i <= k; i++) seq[i] = token;
     if ((rc = b->ops->prefill(b->self, &token, 1, logits, hidden, err))) goto done;
+    start_token = emtp_argmax(logits, V);
     memcpy(start, hidden, sizeof(float) * (size_t)H);
-    emtp_views views = emtp_drafter_views(0, 0, 2, b->sliding_window, EMTP_KV_HF);
     for (int rep = 0; rep < warmup + reps; rep++) {
-        for (int pass = 0; pass < 2 * (k + 1); pass++) { /* d = 0..k interleaved, two rounds each, the 2nd timed */
-            int d = pass / 2, measured = rep >= warmup && pass % 2;
+        for (int d = 0; d <= k; d++) { /* a run of `rounds` rounds of d drafts from position 1, the 2nd half timed */
+            int32_t last = start_token;
+            int q = 1, prev_first = 0, prev_last = 0;
             memcpy(carry, start, sizeof(float) * (size_t)H);
-            for (int i = 0; i < d; i++) {
-                double t0 = clock_ms();
-                if ((rc = b->ops->draft(b->self, token, carry, 1, &views, logits, next, err))) goto done;
-                double step = clock_ms() - t0;
-                memcpy(carry, next, sizeof(float) * (size_t)H);
-                if (measured && i == 0) first[n_first++] = step;
-                if (measured && i > 0 && d == k) further[n_further++] = step;
+            for (int r = 0; r < rounds; r++) {
+                double verify_ms;
+                if ((rc = timed_round(b, d, q, prev_first, prev_last, &last, carry, logits, hidden, next, steps,
+                                      &verify_ms, err)))
+                    goto done;
+                prev_first = q, prev_last = q + d, q += d + 1;
+                if (rep < warmup || r < rounds / 2) continue;
+                verify[(size_t)d * R + (size_t)n_verify[d]++] = verify_ms;
+                if (d > 0) first[n_first++] = steps[0];
+                for (int i = 1; d == k && i < d; i++) further[n_further++] = steps[i];
             }
-            double t0 = clock_ms();
-            if ((rc = b->ops->verify(b->self, seq, d + 1, 1, logits, hidden, err))) goto done;
-            if (measured) verify[(size_t)d * R + (size_t)(rep - warmup)] = clock_ms() - t0;
             b->ops->rollback(b->self, 1);
         }
     }
     for (int d = 0; d <= k; d++) { /* non-decreasing in the tokens verified (draftlen.py calibrate) */
-        p->verify_ms[d] = median_ms(verify + (size_t)d * R, reps);
+        p->verify_ms[d] = median_ms(verify + (size_t)d * R, n_verify[d]);
         if (d > 0 && p->verify_ms[d] < p->verify_ms[d - 1]) p->verify_ms[d] = p->verify_ms[d - 1];
     }
     p->first_draft_ms = median_ms(first, n_first);

@@ -69,6 +69,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime.views import drafter_views
 
@@ -231,39 +233,66 @@ class DraftLenState:
         self._estimated = None
 
 
-def calibrate(backend, k_max: int, token: int = 2, reps: int = 5, warmup: int = 1) -> DraftCosts:
-    """Time the backend the way rounds use it. After a one-token prefill, `warmup` + `reps` passes, each
-    over K = 0..k_max (interleaved, so a burst of load on a shared machine hits every K alike) of two
-    rounds in a row of "K chained drafter steps, then a verify of K+1 tokens" at position 1 (rolled
-    back); the second round of each pair is timed, so it follows a round like itself, as in a steady run.
-    Medians (the costs as the loaded machine charges them: under load a short call is slowed more than a
-    long one, which minima hide): c_verify(K+1) the verify after K drafts, c_first the first step
-    of every drafting round, c_draft the further steps of the K_max rounds. Then c_verify is made
-    non-decreasing in T (a running maximum): a verify of more tokens does at least the work of one of
-    fewer, and on a 2-core machine at load 8-9 a median of five read a decode as 5-8 ms (against 1.1 ms),
-    above the verify of 2 tokens, which made a draft look free on prompts where none is accepted.
-    Leaves nothing that a later prefill does not overwrite."""
-    if backend.context < k_max + 2:
-        raise EdgeMTPError(f"calibrating K up to {k_max} needs a context of {k_max + 2}, not {backend.context}")
-    start = backend.prefill([token]).hidden[-1]
-    views = drafter_views(0, 0, 2, backend.sliding_window)
+CALIBRATION_ROUNDS = 4  # rounds of one K in a row; the second half is timed
+
+
+def calibration_rounds(k_max: int, context: int) -> int:
+    """Rounds of each K that fit after a one-token prefill (a round of K drafts takes K+1 positions): 4, fewer
+    in a short context, never below 2 (one to settle, one timed)."""
+    rounds = min(CALIBRATION_ROUNDS, (context - 1) // (k_max + 1))
+    if rounds < 2:
+        raise EdgeMTPError(f"calibrating K up to {k_max} needs a context of {2 * (k_max + 1) + 1}, not {context}")
+    return rounds
+
+
+def _timed_round(backend, last: int, carry, q: int, prev: tuple[int, int], k: int):
+    """One greedy round of K drafts at query position q, every draft taken as accepted (so the next round
+    starts at q+K+1, as in a run that accepts everything): (drafter step seconds, verify seconds, the
+    target's next token, its carry)."""
+    views = drafter_views(*prev, q + 1, backend.sliding_window)
+    steps, drafts, token, state = [], [], last, carry
+    for _ in range(k):
+        t0 = time.perf_counter()
+        logits, state = backend.draft(token, state, q, views)
+        steps.append(time.perf_counter() - t0)
+        token = int(np.argmax(logits))
+        drafts.append(token)
+    t0 = time.perf_counter()
+    out = backend.verify([last] + drafts, q)
+    elapsed = time.perf_counter() - t0
+    return steps, elapsed, int(np.argmax(out.logits[k])), out.hidden[k]
+
+
+def calibrate(backend, k_max: int, token: int = 2, reps: int = 3, warmup: int = 1) -> DraftCosts:
+    """Time the backend the way a steady run of rounds uses it. After a one-token prefill, `warmup` + `reps`
+    passes, each over K = 0..k_max in turn (so a burst of load on a shared machine hits every K alike) of
+    `calibration_rounds` greedy rounds of K drafts in a row from position 1, every draft taken as accepted
+    (rolled back after each K); the second half of each run is timed. Why runs, not single rounds: on a
+    model whose weights sit in the caches, a call's cost depends on the calls before it (what they left in
+    L2/L3), and rounds timed in isolation, right after rounds of another K, read the tiny demo pair's decode
+    20-40 % above what a run of decodes costs and a K = 3 round 10-20 % below (benchmarks/README.md), so
+    `auto` drafted where plain decoding was faster. Medians (the costs as the loaded machine charges
+    them: under load a short call is slowed more than a long one, which minima hide): c_verify(K+1) the
+    verify of K+1 tokens, c_first the first drafter step of every timed drafting round, c_draft the further
+    steps of the K_max rounds. Then c_verify is made non-decreasing in T (a running maximum): a verify of
+    more tokens does at least the work of one of fewer, and on a 2-core machine at load 8-9 a median read a
+    decode as 5-8 ms (against 1.1 ms), above the verify of 2 tokens, which made a draft look free on
+    prompts where none is accepted. Leaves nothing that a later prefill does not overwrite."""
+    rounds = calibration_rounds(k_max, backend.context)
+    out = backend.prefill([token])
+    start = int(np.argmax(out.logits[-1])), out.hidden[-1]
     verify, first, further = [[] for _ in range(k_max + 1)], [], []
     for rep in range(warmup + reps):
         for k in range(k_max + 1):
-            for timed in (False, rep >= warmup):
-                steps, carry = [], start
-                for _ in range(k):
-                    t0 = time.perf_counter()
-                    _, carry = backend.draft(token, carry, 1, views)
-                    steps.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                backend.verify([token] * (k + 1), 1)
-                elapsed = time.perf_counter() - t0
-                backend.rollback(1)
-                if timed:
+            (last, carry), q, prev = start, 1, (0, 0)
+            for r in range(rounds):
+                steps, elapsed, last, carry = _timed_round(backend, last, carry, q, prev, k)
+                prev, q = (q, q + k), q + k + 1
+                if rep >= warmup and r >= rounds // 2:
                     verify[k].append(elapsed)
                     first += steps[:1]
                     further += steps[1:] if k == k_max else []
+            backend.rollback(1)
     ms = lambda xs: max(round(statistics.median(xs) * 1000.0, 3), 0.001)  # noqa: E731
     c_first = ms(first) if first else 0.001
     verify_ms = [ms(v) for v in verify]
