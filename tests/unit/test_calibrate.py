@@ -4,58 +4,34 @@ series of greedy rounds from position 1 (every draft taken as accepted), rolled 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from edge_mtp.errors import EdgeMTPError
 from edge_mtp.runtime import draftlen
-from edge_mtp.runtime.backend import TargetStep
 from edge_mtp.runtime.draftlen import calibrate, calibration_rounds
 from edge_mtp.runtime.views import drafter_views
-
-VOCAB, WINDOW = 40, 4
-
-
-def nxt(token: int) -> int:
-    return (5 * token + 1) % VOCAB
+from unit.test_loop_steps import WINDOW, Scripted, nxt
 
 
-class Clocked:
-    """Target and drafter both predict `nxt`; a verify of T tokens costs verify_ms[T-1] (ms), a drafter step
-    `first_ms` right after a verify and `draft_ms` after another step. Hidden states are positions."""
-
-    sliding_window = WINDOW
+class Clocked(Scripted):
+    """The loop tests' scripted pair (target and drafter both predict `nxt`, hidden states are positions) on
+    a clock: a verify of T tokens costs verify_ms[T-1] (ms), a drafter step `first_ms` right after a verify
+    and `draft_ms` after another step."""
 
     def __init__(self, verify_ms, first_ms, draft_ms, context=64):
-        self.verify_ms, self.first_ms, self.draft_ms, self.context = verify_ms, first_ms, draft_ms, context
-        self.now, self.after_verify, self.calls = 0.0, True, []
-
-    def _tick(self, ms: float) -> None:
-        self.now += ms / 1000.0
-
-    def _out(self, tokens, start) -> TargetStep:
-        logits = np.eye(VOCAB, dtype=np.float32)[[nxt(t) for t in tokens]]
-        return TargetStep(logits, np.arange(start, start + len(tokens), dtype=np.float32)[:, None])
-
-    def prefill(self, tokens):
-        self.calls.append(("prefill", list(tokens)))
-        out = self._out(tokens, 0)
-        return TargetStep(out.logits[-1:], out.hidden[-1:])
+        super().__init__(context=context)
+        self.verify_ms, self.first_ms, self.draft_ms = verify_ms, first_ms, draft_ms
+        self.now, self.after_verify = 0.0, True
 
     def verify(self, tokens, start):
-        self.calls.append(("verify", list(tokens), start))
-        self._tick(self.verify_ms[len(tokens) - 1])
+        self.now += self.verify_ms[len(tokens) - 1] / 1000.0
         self.after_verify = True
-        return self._out(tokens, start)
+        return super().verify(tokens, start)
 
     def draft(self, token, carry, position, views):
-        self.calls.append(("draft", token, float(carry[0]), position, views))
-        self._tick(self.first_ms if self.after_verify else self.draft_ms)
+        self.now += (self.first_ms if self.after_verify else self.draft_ms) / 1000.0
         self.after_verify = False
-        return np.eye(VOCAB, dtype=np.float32)[nxt(token)], carry
-
-    def rollback(self, length):
-        self.calls.append(("rollback", length))
+        return super().draft(token, carry, position, views)
 
 
 @pytest.fixture
