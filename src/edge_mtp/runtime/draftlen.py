@@ -269,9 +269,10 @@ def calibrate(backend, k_max: int, token: int = 2, reps: int = 3, warmup: int = 
     `calibration_rounds` greedy rounds of K drafts in a row from position 1, every draft taken as accepted
     (rolled back after each K); the second half of each run is timed. Why runs, not single rounds: on a
     model whose weights sit in the caches, a call's cost depends on the calls before it (what they left in
-    L2/L3), and rounds timed in isolation, right after rounds of another K, read the tiny demo pair's decode
-    20-40 % above what a run of decodes costs and a K = 3 round 10-20 % below (benchmarks/README.md), so
-    `auto` drafted where plain decoding was faster. Medians (the costs as the loaded machine charges
+    L2/L3). Single rounds timed right after rounds of another K set the tiny pair's K = 4 round at 2.8
+    decodes where its generations measured 3.6 (steady runs: 3.2; benchmarks/README.md, "calibration from
+    steady runs"), and a drafting round that looks cheaper than it is makes `auto` draft where plain
+    decoding is faster. Medians (the costs as the loaded machine charges
     them: under load a short call is slowed more than a long one, which minima hide): c_verify(K+1) the
     verify of K+1 tokens, c_first the first drafter step of every timed drafting round, c_draft the further
     steps of the K_max rounds. Then c_verify is made non-decreasing in T (a running maximum): a verify of
