@@ -28,6 +28,7 @@ from edge_mtp.runtime.native import (
     find_binary,
     litert_library,
     native_args,
+    native_command,
     native_trace,
     run_native,
 )
@@ -101,9 +102,7 @@ def test_cli_backend_native(bundles, tmp_path, capsys):
 
 def _most_tasks(bundle, prompt: list[int], threads: int) -> int:
     """The most threads the C CLI's process had while generating with --threads `threads` (from /proc)."""
-    cmd = [str(BINARY), str(bundle), *native_args(prompt, 64, draft_len=2, threads=threads)]
-    if litert_library():
-        cmd += ["--litert-lib", litert_library()]
+    cmd = native_command(bundle, native_args(prompt, 64, draft_len=2, threads=threads))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     most = 0
     while proc.poll() is None:

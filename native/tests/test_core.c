@@ -641,29 +641,6 @@ static int same_tokens(const emtp_generation *a, const emtp_generation *b) {
 /* The loop under --draft-len auto on the fake model: greedy tokens of the oracle whatever K is chosen, several K
  * chosen, probes on a drafter that is always wrong, seeded sampling deterministic, and costs at which drafting
  * cannot pay give exactly K = 0's rounds (greedy and sampled: no drafter call, the main stream untouched). */
-/* emtp_calibrate runs each K as a steady series of rounds from position 1, every draft taken as accepted, and
- * rolls back after each K (the fake refuses a verify anywhere but at the valid length, and a bad drafter view):
- * with K = 3 and 2 measured passes, (1 + 2) passes x 4 Ks x 4 rounds = 48 verifies and 3 x 4 x (0+1+2+3) = 72
- * drafter steps, as draftlen.py's calibrate makes (tests/unit/test_calibrate.py). */
-static void test_calibrate(checks *c) {
-    fake f;
-    emtp_backend b;
-    emtp_error err = {0};
-    emtp_draft_policy p;
-    fake_backend(&f, &b, 64, 0);
-    emtp_draft_policy_defaults(&p);
-    int rc = emtp_calibrate(&b, 3, 7, 2, &p, &err);
-    CHECKF(c, rc == 0, "%s", err.message);
-    CHECKF(c, f.verifies == 1 + 48 && f.drafts == 72, "verifies %d, drafter steps %d", f.verifies, f.drafts);
-    CHECK(c, f.length == 1 && p.calibrated && p.first_draft_ms > 0 && p.draft_ms > 0);
-    for (int d = 1; d <= 3; d++) CHECK(c, p.verify_ms[d] >= p.verify_ms[d - 1] && p.verify_ms[0] > 0);
-    fake_backend(&f, &b, 9, 0); /* room for 2 rounds of K = 3 after the prefill, not for 3 */
-    rc = emtp_calibrate(&b, 3, 7, 1, &p, &err);
-    CHECKF(c, rc == 0 && f.verifies == 1 + 2 * 4 * 2, "%s (verifies %d)", err.message, f.verifies);
-    fake_backend(&f, &b, 8, 0);
-    CHECK(c, emtp_calibrate(&b, 3, 7, 1, &p, &err) == EMTP_EUSAGE && strstr(err.message, "context of 9, not 8"));
-}
-
 static void test_auto_loop(checks *c) {
     const char *cheap = "0.1,0.1,1,1.1,1.2,1.3,1.4", *never = "1,1,2,4,6,8,10";
     int32_t prompt[3] = {1, 2, 3}, want[64];
@@ -714,6 +691,29 @@ static void test_auto_loop(checks *c) {
     emtp_draft_policy_defaults(&cfg.policy);
     emtp_error err = {0, ""};
     CHECK(c, emtp_generate(&b, prompt, 3, &cfg, &g, &err) == EMTP_EUSAGE && strstr(err.message, "costs"));
+}
+
+/* emtp_calibrate runs each K as a steady series of rounds from position 1, every draft taken as accepted, and
+ * rolls back after each K (the fake refuses a verify anywhere but at the valid length, and a bad drafter view):
+ * with K = 3 and 2 measured passes, (1 + 2) passes x 4 Ks x 4 rounds = 48 verifies and 3 x 4 x (0+1+2+3) = 72
+ * drafter steps, as draftlen.py's calibrate makes (tests/unit/test_calibrate.py). */
+static void test_calibrate(checks *c) {
+    fake f;
+    emtp_backend b;
+    emtp_error err = {0};
+    emtp_draft_policy p;
+    fake_backend(&f, &b, 64, 0);
+    emtp_draft_policy_defaults(&p);
+    int rc = emtp_calibrate(&b, 3, 7, 2, &p, &err);
+    CHECKF(c, rc == 0, "%s", err.message);
+    CHECKF(c, f.verifies == 1 + 48 && f.drafts == 72, "verifies %d, drafter steps %d", f.verifies, f.drafts);
+    CHECK(c, f.length == 1 && p.calibrated && p.first_draft_ms > 0 && p.draft_ms > 0);
+    for (int d = 1; d <= 3; d++) CHECK(c, p.verify_ms[d] >= p.verify_ms[d - 1] && p.verify_ms[0] > 0);
+    fake_backend(&f, &b, 9, 0); /* room for 2 rounds of K = 3 after the prefill, not for 3 */
+    rc = emtp_calibrate(&b, 3, 7, 1, &p, &err);
+    CHECKF(c, rc == 0 && f.verifies == 1 + 2 * 4 * 2, "%s (verifies %d)", err.message, f.verifies);
+    fake_backend(&f, &b, 8, 0);
+    CHECK(c, emtp_calibrate(&b, 3, 7, 1, &p, &err) == EMTP_EUSAGE && strstr(err.message, "context of 9, not 8"));
 }
 
 int main(void) {

@@ -63,7 +63,7 @@ def test_each_k_runs_steady_rounds_from_position_one(clock):
             for _ in range(rounds):
                 views = drafter_views(*prev, q + 1, WINDOW)
                 token, drafts = last, []
-                for step in range(k):
+                for _ in range(k):
                     assert calls.pop(0) == ("draft", token, carry, q, views)  # chained from the round's carry
                     token = nxt(token)
                     drafts.append(token)

@@ -272,10 +272,9 @@ def calibrate(backend, k_max: int, token: int = 2, reps: int = 3, warmup: int = 
     L2/L3). Single rounds timed right after rounds of another K set the tiny pair's K = 4 round at 2.8
     decodes where its generations measured 3.6 (steady runs: 3.2; benchmarks/README.md, "calibration from
     steady runs"), and a drafting round that looks cheaper than it is makes `auto` draft where plain
-    decoding is faster. Medians (the costs as the loaded machine charges
-    them: under load a short call is slowed more than a long one, which minima hide): c_verify(K+1) the
-    verify of K+1 tokens, c_first the first drafter step of every timed drafting round, c_draft the further
-    steps of the K_max rounds. Then c_verify is made non-decreasing in T (a running maximum): a verify of
+    decoding is faster. Medians (the costs as the loaded machine charges them: under load a short call is
+    slowed more than a long one, which minima hide): c_verify(K+1) the verify of K+1 tokens, c_first the
+    first drafter step of every timed drafting round, c_draft the further steps of the K_max rounds. Then c_verify is made non-decreasing in T (a running maximum): a verify of
     more tokens does at least the work of one of fewer, and on a 2-core machine at load 8-9 a median read a
     decode as 5-8 ms (against 1.1 ms), above the verify of 2 tokens, which made a draft look free on
     prompts where none is accepted. Leaves nothing that a later prefill does not overwrite."""

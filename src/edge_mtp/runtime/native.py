@@ -65,8 +65,8 @@ def native_args(prompt_ids: Sequence[int], max_new_tokens: int, draft_len: int |
     return args
 
 
-def run_native(bundle: Path | str, args: list[str], capture: bool = False) -> subprocess.CompletedProcess:
-    """Run `edge-mtp-native BUNDLE *args` with the wheel's libLiteRt.so."""
+def native_command(bundle: Path | str, args: list[str]) -> list[str]:
+    """The command line of `edge-mtp-native BUNDLE *args` with the wheel's libLiteRt.so."""
     binary = find_binary()
     if binary is None:
         raise EdgeMTPError("the native CLI is not built; run `make -C native` (or set EDGE_MTP_NATIVE)")
@@ -74,7 +74,12 @@ def run_native(bundle: Path | str, args: list[str], capture: bool = False) -> su
     lib = litert_library()
     if lib and "--litert-lib" not in args:
         cmd += ["--litert-lib", lib]
-    return subprocess.run(cmd, capture_output=capture, text=True, check=False)
+    return cmd
+
+
+def run_native(bundle: Path | str, args: list[str], capture: bool = False) -> subprocess.CompletedProcess:
+    """Run `edge-mtp-native BUNDLE *args` with the wheel's libLiteRt.so."""
+    return subprocess.run(native_command(bundle, args), capture_output=capture, text=True, check=False)
 
 
 def native_trace(bundle: Path | str, prompt_ids: Sequence[int], max_new_tokens: int,
