@@ -6,11 +6,15 @@ same `make_checkpoint` users run. The transformers models loaded from the same f
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
+from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).parent))  # hf_oracle
 
@@ -20,13 +24,30 @@ PRESETS = ("tiny-e2b", "tiny-e4b")
 DISTILL_STEPS = 100
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """Where this run's session-wide builds go. Under pytest-xdist (scripts/test.sh runs the slow tier on
+    two workers) that is the run's folder, which every worker shares: each pair and export is built once, by
+    whichever worker asks first (`built_once`). Alone, it is this session's own folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def built_once(marker: Path, build: Callable[[], list[str]]) -> list[str]:
+    """`build()` once per run across workers: the first to take the lock builds and records what it
+    returned in `marker`; the others wait for the lock and read the record."""
+    with FileLock(f"{marker}.lock"):
+        if not marker.exists():
+            marker.write_text(json.dumps(build()))
+        return json.loads(marker.read_text())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _graph_cache(tmp_path_factory):
     """Exports of one pair in several --quant modes share their converted graphs, in a cache of this run's
-    own (never the user's ~/.cache)."""
-    import os
-
-    os.environ.setdefault("EDGE_MTP_GRAPH_CACHE", str(tmp_path_factory.mktemp("graph-cache")))
+    own (never the user's ~/.cache), shared by the workers."""
+    cache = shared_root(tmp_path_factory) / "graph-cache"
+    cache.mkdir(exist_ok=True)
+    os.environ.setdefault("EDGE_MTP_GRAPH_CACHE", str(cache))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,7 +72,12 @@ class Pairs:
         if preset not in self._dirs:
             from edge_mtp.checkpoints.make import make_checkpoint
 
-            self._dirs[preset] = make_checkpoint(preset, self.root / preset, seed=0, distill_steps=DISTILL_STEPS)
+            def build() -> list[str]:
+                dirs = make_checkpoint(preset, self.root / preset, seed=0, distill_steps=DISTILL_STEPS)
+                return [str(d) for d in dirs]
+
+            target, drafter = built_once(self.root / f"{preset}.built", build)
+            self._dirs[preset] = Path(target), Path(drafter)
         return self._dirs[preset]
 
     def hf(self, preset: str):
@@ -84,9 +110,15 @@ class Pairs:
         return {c: [codec.encode(t) for t in ts] for c, ts in texts.items()}
 
 
+def _shared_dir(tmp_path_factory, name: str) -> Path:
+    path = shared_root(tmp_path_factory) / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def pairs(tmp_path_factory) -> Pairs:
-    return Pairs(tmp_path_factory.mktemp("pairs"))
+    return Pairs(_shared_dir(tmp_path_factory, "pairs"))
 
 
 BUNDLE_CONTEXT, BUNDLE_PREFILL, BUNDLE_K = 128, (8, 32), 4
@@ -122,15 +154,19 @@ class Exports:
             name = f"{preset}-{quant}" + (f"-c{context}" if context != BUNDLE_CONTEXT else "")
             out = self.root / (f"{name}-onnx" if self.onnx else f"{name}.litertlm")
             export = export_onnx if self.onnx else export_litertlm
-            export(*self.pairs.dirs(preset), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, context))
-            self._paths[(preset, quant, context)] = out
+
+            def build() -> list[str]:
+                export(*self.pairs.dirs(preset), out, ExportOptions(quant, BUNDLE_K, BUNDLE_PREFILL, context))
+                return [str(out)]
+
+            self._paths[(preset, quant, context)] = Path(built_once(out.with_name(out.name + ".built"), build)[0])
         return self._paths[(preset, quant, context)]
 
 
 @pytest.fixture(scope="session")
 def bundles(pairs, tmp_path_factory) -> Exports:
     """.litertlm bundles."""
-    return Exports(pairs, tmp_path_factory.mktemp("bundles"))
+    return Exports(pairs, _shared_dir(tmp_path_factory, "bundles"))
 
 
 @pytest.fixture(scope="session", params=PRESETS)
@@ -141,7 +177,7 @@ def preset(request) -> str:
 @pytest.fixture(scope="session")
 def onnx_exports(pairs, tmp_path_factory) -> Exports:
     """ONNX export directories."""
-    return Exports(pairs, tmp_path_factory.mktemp("onnx"), onnx=True)
+    return Exports(pairs, _shared_dir(tmp_path_factory, "onnx"), onnx=True)
 
 
 def shard_checkpoint(directory: Path) -> None:
