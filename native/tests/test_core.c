@@ -456,6 +456,77 @@ static void test_top_logits(checks *c) {
     }
 }
 
+/* Oracles for the row scans, by their definitions (O(n^2) and insertion sort: small rows). The first maximum:
+ * no id ranks above it and none before it is as high; NaN is skipped, except at id 0 (nothing ranks above it,
+ * which the one-pass scan these replaced returned). */
+static int first_max_by_definition(const float *row, int n) {
+    if (isnan(row[0])) return 0;
+    for (int i = 0; i < n; i++) {
+        int top = !isnan(row[i]);
+        for (int j = 0; j < n && top; j++) top = !(row[j] > row[i]);
+        if (top) return i;
+    }
+    return -1;
+}
+
+/* ids 0..n-1 stably sorted by rank (numpy's argsort(-row, kind="stable"), NaN last) */
+static void stable_rank_order(const float *row, int n, int *order) {
+    for (int i = 0; i < n; i++) {
+        int at = i;
+        for (; at > 0 && emtp_ranks_above(row[i], row[order[at - 1]]); at--) order[at] = order[at - 1];
+        order[at] = i;
+    }
+}
+
+/* Random rows with many ties, signed zeros, infinities and NaNs, of lengths around the scans' lane and block
+ * widths; then a Gemma-sized row with its maximum and top entries planted at the ends and in between. */
+static void test_row_scans(checks *c) {
+    static const float palette[] = {2.0f, -1.5f, 0.0f, -0.0f, -INFINITY, 2.0f, INFINITY, NAN};
+    enum { MAXN = 300, BIG = 262144 };
+    float row[MAXN];
+    int order[MAXN], bad_argmax = 0, bad_top = 0;
+    emtp_pcg32 rng;
+    emtp_pcg32_seed(&rng, 11, EMTP_PCG_STREAM);
+    for (int t = 0; t < 3000; t++) {
+        int n = 1 + (int)(emtp_pcg32_next(&rng) % MAXN), kinds = 2 + (int)(emtp_pcg32_next(&rng) % 7);
+        for (int i = 0; i < n; i++) {
+            uint32_t u = emtp_pcg32_next(&rng);
+            row[i] = u % 2 ? palette[(u >> 1) % (uint32_t)kinds] : (float)emtp_pcg32_uniform(&rng) * 8.0f - 4.0f;
+        }
+        for (int i = 0; t % 5 == 0 && i < n && i < 5 + t % 130; i++) row[i] = NAN; /* a list full of NaNs at first */
+        bad_argmax += emtp_argmax(row, n) != first_max_by_definition(row, n);
+        emtp_round r;
+        emtp_top_logits(row, n, &r);
+        stable_rank_order(row, n, order);
+        int k = n < EMTP_TOP_LOGITS ? n : EMTP_TOP_LOGITS, same = r.n_top == k;
+        for (int j = 0; same && j < k; j++) same = r.top_ids[j] == order[j] && memcmp(&r.top_values[j], &row[order[j]], 4) == 0;
+        bad_top += !same;
+    }
+    CHECKF(c, bad_argmax == 0, "argmax differs from the first maximum on %d of 3000 rows", bad_argmax);
+    CHECKF(c, bad_top == 0, "top logits differ from a stable sort on %d of 3000 rows", bad_top);
+    float *big = malloc(sizeof(float) * BIG);
+    if (!big) return;
+    for (int i = 0; i < BIG; i++) big[i] = (float)emtp_pcg32_uniform(&rng) * 20.0f - 10.0f;
+    static const int planted[][2] = {{0, 0}, {BIG - 1, BIG - 1}, {BIG - 7, BIG - 7}, {4099, 4099}, {123457, 17}};
+    for (size_t p = 0; p < sizeof planted / sizeof *planted; p++) {
+        int at = planted[p][0], twin = planted[p][1];
+        float was = big[at], was_twin = big[twin];
+        big[at] = big[twin] = 11.0f; /* the maximum at `at`, and again at `twin` when that differs: the first wins */
+        int want = at < twin ? at : twin;
+        CHECKF(c, emtp_argmax(big, BIG) == want, "planted maximum at %d: argmax %d", want, emtp_argmax(big, BIG));
+        big[at] = was;
+        big[twin] = was_twin;
+    }
+    static const int top_at[EMTP_TOP_LOGITS] = {BIG - 3, 64, 200000, 63, 1};
+    for (int j = 0; j < EMTP_TOP_LOGITS; j++) big[top_at[j]] = 20.0f - (float)j;
+    emtp_round r;
+    emtp_top_logits(big, BIG, &r);
+    int same = r.n_top == EMTP_TOP_LOGITS;
+    for (int j = 0; same && j < EMTP_TOP_LOGITS; j++) same = r.top_ids[j] == top_at[j];
+    CHECKF(c, same, "planted top logits: first %d", r.top_ids[0]);
+    free(big);
+}
+
 static void test_format(checks *c) {
     static const struct {
         double v;
@@ -723,6 +794,7 @@ int main(void) {
     test_sampling_deterministic(&c);
     test_stops(&c);
     test_top_logits(&c);
+    test_row_scans(&c);
     test_top_k_distribution(&c);
     test_errors(&c);
     test_pcg_and_sampling(&c);
