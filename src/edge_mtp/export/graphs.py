@@ -155,13 +155,14 @@ class DrafterGraph(nn.Module):
     candidates (`CANDIDATE_LOGITS`, `CANDIDATE_IDS`) instead of full-vocabulary `LOGITS`. With a
     `window_reader` the sliding layers get only the slots their window can reach, not the whole buffer;
     `attention`, `head`: the forms of the attention products and of the centroid head
-    (`layers.AttentionForm`, `model.drafter.HeadForm`)."""
+    (`layers.AttentionForm`, `model.drafter.HeadForm`); `norm` computes the RMSNorms (as `TargetGraph`'s)."""
 
     def __init__(self, drafter: Gemma4Drafter, target_cfg: TextConfig, external: ExternalWeights | None = None,
                  candidates: bool = False, window_reader: WindowReader | None = None,
-                 attention: AttentionForm = AttentionForm(), head: HeadForm = HeadForm()):
+                 attention: AttentionForm = AttentionForm(), head: HeadForm = HeadForm(), norm: NormFn = rms_norm):
         super().__init__()
         self.attention = attention
+        self.norm = norm
         if head != HeadForm() and not has_centroid_head(drafter):
             raise ValueError(f"{head} needs the drafter's centroid head")
         self.head = head
@@ -202,7 +203,7 @@ class DrafterGraph(nn.Module):
         k_s, v_s, sliding = self.sliding_window(k_s, v_s, sliding)
         with self.external.bound(weights):
             logits, carry = self.drafter(activations, query, k_s, v_s, k_f, v_f, sliding, full, self.place,
-                                         self.attention, self.head)
+                                         self.attention, self.head, self.norm)
         if self.candidates:
             scores, ids = logits
             return {c.CANDIDATE_LOGITS: scores, c.CANDIDATE_IDS: ids.to(torch.int32), c.PROJECTED_ACTIVATIONS: carry}

@@ -114,7 +114,8 @@ def graph_jobs(target: Gemma4Target, drafter: Gemma4Drafter, context: int,
         weights = only(key)
         jobs[graph] = (LookupGraph(target, output, weights), lookup_sample(2, weights), [output],
                        {c.TOKEN_IDS: {1: tokens}})
-    drafter_graph = DrafterGraph(drafter, cfg, drafter_weights, window_reader=slice_window, attention=ATTENTION)
+    drafter_graph = DrafterGraph(drafter, cfg, drafter_weights, window_reader=slice_window, attention=ATTENTION,
+                                 norm=fusable_rms_norm)
     jobs[c.ONNX_DRAFTER] = (drafter_graph,
                             drafter_sample(cfg, drafter, context, drafter_weights),
                             [c.LOGITS, c.PROJECTED_ACTIVATIONS], {})

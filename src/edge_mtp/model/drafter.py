@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_mtp.model.config import FULL, SLIDING, DrafterConfig
-from edge_mtp.model.layers import AttentionForm, DecoderLayer, RMSNorm, RotaryEmbedding, additive_mask
+from edge_mtp.model.layers import (AttentionForm, DecoderLayer, NormFn, RMSNorm, RotaryEmbedding, additive_mask,
+                                   rms_norm)
 from edge_mtp.model.target import Embedding
 
 
@@ -135,8 +136,8 @@ class Gemma4Drafter(nn.Module):
 
     def hidden(self, activations: torch.Tensor, position: torch.Tensor,
                k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
-               sliding_range: torch.Tensor, full_range: torch.Tensor, attention: AttentionForm = AttentionForm()
-               ) -> torch.Tensor:
+               sliding_range: torch.Tensor, full_range: torch.Tensor, attention: AttentionForm = AttentionForm(),
+               norm: NormFn = rms_norm) -> torch.Tensor:
         """The normed last hidden state hn [B, 1, h] of one draft step (see `forward` for the inputs)."""
         x = self.pre_projection(activations)
         kv = {SLIDING: (k_sliding, v_sliding), FULL: (k_full, v_full)}
@@ -147,8 +148,8 @@ class Gemma4Drafter(nn.Module):
         rope = {t: self.rotary[t](position[:, None], x.dtype) for t in self.rotary}
         for i, layer in enumerate(self.model.layers):
             t = self.cfg.text.layer_types[i]
-            x, _, _ = layer(x, *rope[t], *kv[t], masks[t], form=attention)
-        return self.model.norm(x)
+            x, _, _ = layer(x, *rope[t], *kv[t], masks[t], norm=norm, form=attention)
+        return self.model.norm(x, norm)
 
     def logits(self, hn: torch.Tensor, place=scatter_candidates, head: HeadForm = HeadForm()) -> torch.Tensor:
         """`place`, `head`: see `CentroidHead` (the dense head ignores them)."""
@@ -160,15 +161,16 @@ class Gemma4Drafter(nn.Module):
     def forward(self, activations: torch.Tensor, position: torch.Tensor,
                 k_sliding: torch.Tensor, v_sliding: torch.Tensor, k_full: torch.Tensor, v_full: torch.Tensor,
                 sliding_range: torch.Tensor, full_range: torch.Tensor, place=scatter_candidates,
-                attention: AttentionForm = AttentionForm(), head: HeadForm = HeadForm()
+                attention: AttentionForm = AttentionForm(), head: HeadForm = HeadForm(), norm: NormFn = rms_norm
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """One draft step for B independent queries.
 
         activations [B, 1, 2H_target] (embedding first, carry second); position [B] (the query position,
         constant within a round); the target's store-layer buffers K [1 or B, Hkv, S, D], V [.., D, S];
         ranges [B, 2] inclusive visible slots; `place`, `head`: see `CentroidHead`; `attention`: the form of
-        the attention products (`layers.AttentionForm`). Returns (logits [B, 1, V], carry [B, 1, H_target]).
+        the attention products (`layers.AttentionForm`); `norm` computes every RMSNorm (the same math in the
+        form a format fuses best, as for the target). Returns (logits [B, 1, V], carry [B, 1, H_target]).
         """
         hn = self.hidden(activations, position, k_sliding, v_sliding, k_full, v_full, sliding_range, full_range,
-                         attention)
+                         attention, norm)
         return self.logits(hn, place, head), self.post_projection(hn)
