@@ -32,6 +32,12 @@ def shared_root(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def _shared_dir(tmp_path_factory, name: str) -> Path:
+    path = shared_root(tmp_path_factory) / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def built_once(marker: Path, build: Callable[[], list[str]]) -> list[str]:
     """`build()` once per run across workers: the first to take the lock builds and records what it
     returned in `marker`; the others wait for the lock and read the record."""
@@ -45,9 +51,7 @@ def built_once(marker: Path, build: Callable[[], list[str]]) -> list[str]:
 def _graph_cache(tmp_path_factory):
     """Exports of one pair in several --quant modes share their converted graphs, in a cache of this run's
     own (never the user's ~/.cache), shared by the workers."""
-    cache = shared_root(tmp_path_factory) / "graph-cache"
-    cache.mkdir(exist_ok=True)
-    os.environ.setdefault("EDGE_MTP_GRAPH_CACHE", str(cache))
+    os.environ.setdefault("EDGE_MTP_GRAPH_CACHE", str(_shared_dir(tmp_path_factory, "graph-cache")))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -108,12 +112,6 @@ class Pairs:
         codec = TextCodec(package_pair() / "target")
         texts = json.loads((package_pair() / "prompts.json").read_text())
         return {c: [codec.encode(t) for t in ts] for c, ts in texts.items()}
-
-
-def _shared_dir(tmp_path_factory, name: str) -> Path:
-    path = shared_root(tmp_path_factory) / name
-    path.mkdir(exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="session")

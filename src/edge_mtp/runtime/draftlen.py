@@ -187,7 +187,7 @@ class DraftLenState:
         self.outcomes = [deque(maxlen=self.policy.window) for _ in range(self.policy.max_draft_len)]
         # what only changes with a new outcome (or with k_max), kept between rounds: a plain round of the tiny
         # pair costs ~0.8 ms in the Python loop, and recomputing these made `decide` 4.0 instead of 1.6 µs;
-        # keeping K* per k_max too (`_best`) makes it 0.8 µs
+        # keeping K* per k_max too (`_best`) makes it 0.7 µs
         self._estimated: tuple[list[int], list[int], list[float]] | None = None
         self._best: dict[int, int] = {}
         self._can_pay = {k: can_pay(self.policy.costs, k) for k in range(1, self.policy.max_draft_len + 1)}
@@ -279,10 +279,11 @@ def calibrate(backend, k_max: int, token: int = 2, reps: int = 3, warmup: int = 
     steady runs"), and a drafting round that looks cheaper than it is makes `auto` draft where plain
     decoding is faster. Medians (the costs as the loaded machine charges them: under load a short call is
     slowed more than a long one, which minima hide): c_verify(K+1) the verify of K+1 tokens, c_first the
-    first drafter step of every timed drafting round, c_draft the further steps of the K_max rounds. Then c_verify is made non-decreasing in T (a running maximum): a verify of
-    more tokens does at least the work of one of fewer, and on a 2-core machine at load 8-9 a median read a
-    decode as 5-8 ms (against 1.1 ms), above the verify of 2 tokens, which made a draft look free on
-    prompts where none is accepted. Leaves nothing that a later prefill does not overwrite."""
+    first drafter step of every timed drafting round, c_draft the further steps of the K_max rounds. Then
+    c_verify is made non-decreasing in T (a running maximum): a verify of more tokens does at least the work
+    of one of fewer, and on a 2-core machine at load 8-9 a median read a decode as 5-8 ms (against 1.1 ms),
+    above the verify of 2 tokens, which made a draft look free on prompts where none is accepted. Leaves
+    nothing that a later prefill does not overwrite."""
     rounds = calibration_rounds(k_max, backend.context)
     out = backend.prefill([token])
     start = int(np.argmax(out.logits[-1])), out.hidden[-1]
